@@ -24,7 +24,7 @@ setup(
         "kgd.personalities.notebook_http",
         "twisted.plugins",
     ],
-    package_data={"twisted": ["plugins/kgd_plugin.py"]},
+    package_data={"twisted": ["plugins/kgd_plugin.py", "plugins/kgd_personalities.py"]},
     install_requires=[
         "twisted[tls]>=23.10,<27",
         "autobahn>=23.1,<27",

@@ -1,0 +1,29 @@
+"""What every personality is built from: the config and the running parts.
+
+One object instead of a global settings dict: a personality's routes take
+the ``Gateway`` they are given and use only what it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgd.kernels.service import Kernels
+from kgd.kernels.specs import KernelSpecs
+from kgd.options import GatewayConfig
+
+
+@dataclass
+class Gateway:
+    """The configuration, the kernels and the reactor, shared by all personalities."""
+
+    config: GatewayConfig
+    kernels: Kernels
+    specs: KernelSpecs
+    reactor: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, *segments: str) -> str:
+        """An absolute path below the base URL, e.g. ``url("api", "kernels", kid)``."""
+        return self.config.base_url + "/".join(segments)

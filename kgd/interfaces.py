@@ -1,0 +1,84 @@
+"""The seams of kgd, as zope interfaces.
+
+Each names a collaborator that has more than one implementation, or that
+tests replace with a fake: how a kernel is provisioned (a local process
+today, a jupyter_client provisioner for remote kernels), how the gateway
+reaches a kernel's ZeroMQ sockets, and what API a personality serves.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IRunningKernel(Interface):
+    """One launched kernel, wherever it runs."""
+
+    connection_info = Attribute("dict: transport, ip, the five ports, key, signature_scheme")
+    pid = Attribute("process id of a local kernel, or None")
+
+    def whenEnded():
+        """A Deferred that fires with the exit code (None if killed by a signal) once the kernel has ended."""
+
+    def signal(signum):
+        """Send a signal to the kernel's process group (SIGINT interrupts it)."""
+
+    def terminate():
+        """Ask the kernel process to end (SIGTERM to its group)."""
+
+    def kill():
+        """End the kernel process at once (SIGKILL to its group)."""
+
+    def cleanup():
+        """Release what the launch made (connection file); a Deferred or None."""
+
+
+class IKernelLauncher(Interface):
+    """Starts kernels; the only code that knows where kernels run."""
+
+    def launch(kernel_id, spec_name, spec, env, cwd, connection_info=None):
+        """Start a kernel from a jupyter_client KernelSpec.
+
+        ``connection_info`` is None for a new kernel, or the info of an
+        earlier launch of the same kernel to reuse its ports and key on
+        restart.  Returns a Deferred firing with an IRunningKernel.
+        """
+
+
+class IZmqSocket(Interface):
+    """One ZeroMQ socket of a kernel, as kgd uses it."""
+
+    def send(frames):
+        """Send a multipart message (a list of bytes)."""
+
+    def close():
+        """Close the socket; nothing is delivered afterwards."""
+
+
+class IZmqSockets(Interface):
+    """Opens ZeroMQ sockets to a kernel's ports; the only user of txzmq."""
+
+    def dealer(url, receive):
+        """A DEALER socket connected to ``url``; ``receive(frames)`` gets each message."""
+
+    def subscriber(url, receive):
+        """A SUB socket subscribed to everything on ``url``."""
+
+    def requester(url, receive):
+        """A REQ-like socket for the heartbeat channel: send a ping, ``receive`` gets the echo."""
+
+
+class IPersonality(Interface):
+    """An API the gateway can expose; found as a Twisted plugin.
+
+    kgd ships jupyter-websocket and notebook-http; a third party adds one by
+    installing a package with a ``twisted/plugins/`` module that provides this.
+    """
+
+    name = Attribute("the --api name, e.g. 'jupyter-websocket'")
+
+    def resource(gateway):
+        """An IResource serving this API below the base URL, given a kgd.gateway.Gateway."""
+
+    def is_public(segments):
+        """True if the path (a list of str segments below the base URL) needs no token."""

@@ -1,0 +1,105 @@
+"""ZeroMQ sockets to kernels, on the Twisted reactor through txzmq.
+
+This is the only module that imports txzmq.  txzmq binds itself to the global
+reactor when imported, so the import happens when the first socket factory
+is made (after twistd has installed the reactor it was asked for, asyncio
+included), and everything above this module talks to ``IZmqSockets`` so that
+tests can hand it a fake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from zope.interface import implementer
+
+from kgd.interfaces import IZmqSocket, IZmqSockets
+
+Receiver = Callable[[list[bytes]], None]
+
+
+def channel_url(connection_info: dict[str, Any], channel: str) -> str:
+    """The ZeroMQ URL of one channel (shell, control, stdin, iopub, hb) of a kernel."""
+    port = connection_info[f"{channel}_port"]
+    transport = connection_info.get("transport", "tcp")
+    ip = connection_info.get("ip", "127.0.0.1")
+    if transport == "ipc":
+        return f"ipc://{ip}-{port}"
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"{transport}://{host}:{port}"
+
+
+@implementer(IZmqSocket)
+class _Socket:
+    """A txzmq connection seen as a plain socket with send and close."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def send(self, frames: list[bytes]) -> None:
+        if self._connection is not None:
+            self._connection.send(frames)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and connection.socket is not None:
+            connection.shutdown()
+
+
+@implementer(IZmqSockets)
+class TxZmqSockets:
+    """Makes kernel sockets from one ZeroMQ context, closed when the daemon stops."""
+
+    def __init__(self) -> None:
+        import txzmq
+        from zmq import constants
+
+        self._txzmq = txzmq
+        self._constants = constants
+        self._factory = txzmq.ZmqFactory()
+        self._factory.lingerPeriod = 0
+        self._classes = self._make_classes()
+
+    def _make_classes(self) -> dict[str, type]:
+        txzmq = self._txzmq
+        constants = self._constants
+
+        class Dealer(txzmq.ZmqConnection):
+            socketType = constants.DEALER
+
+            def __init__(self, factory: Any, endpoint: Any, receive: Receiver) -> None:
+                self._receive = receive
+                super().__init__(factory, endpoint)
+
+            def messageReceived(self, message: list[bytes]) -> None:
+                self._receive(message)
+
+        class Subscriber(Dealer):
+            socketType = constants.SUB
+
+            def __init__(self, factory: Any, endpoint: Any, receive: Receiver) -> None:
+                super().__init__(factory, endpoint, receive)
+                self.socket.setsockopt(constants.SUBSCRIBE, b"")
+
+        class Requester(Dealer):
+            socketType = constants.REQ
+
+        return {"dealer": Dealer, "subscriber": Subscriber, "requester": Requester}
+
+    def _open(self, kind: str, url: str, receive: Receiver) -> IZmqSocket:
+        endpoint = self._txzmq.ZmqEndpoint(self._txzmq.ZmqEndpointType.connect, url)
+        return _Socket(self._classes[kind](self._factory, endpoint, receive))
+
+    def dealer(self, url: str, receive: Receiver) -> IZmqSocket:
+        return self._open("dealer", url, receive)
+
+    def subscriber(self, url: str, receive: Receiver) -> IZmqSocket:
+        return self._open("subscriber", url, receive)
+
+    def requester(self, url: str, receive: Receiver) -> IZmqSocket:
+        return self._open("requester", url, receive)
+
+    def close(self) -> None:
+        """Close every socket and the ZeroMQ context."""
+        if self._factory.context is not None:
+            self._factory.shutdown()

@@ -1,0 +1,99 @@
+"""Kernelspecs: what kernels this machine can start, found by jupyter_client.
+
+A thin wrapper over ``jupyter_client.kernelspec.KernelSpecManager`` so that
+the rest of kgd asks one object for specs, names the default kernel in one
+place and serves spec resources (logos) without ever reading outside the
+spec's own directory.  Specs are read from disk on each call, as the
+reference does, so a kernel installed while kgd runs shows up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager, NoSuchKernel
+
+
+class UnknownKernelSpec(LookupError):
+    """No installed kernelspec has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"No such kernel named {name}")
+        self.name = name
+
+
+class ResourceNotFound(LookupError):
+    """A kernelspec resource that is missing or lies outside the spec's directory."""
+
+
+@dataclass(frozen=True)
+class SpecModel:
+    """A kernelspec as the REST API describes it: name, spec and resource file names."""
+
+    name: str
+    spec: dict
+    resource_files: tuple[str, ...]
+
+
+_RESOURCE_PREFIXES = ("logo-",)
+_RESOURCE_NAMES = ("kernel.js", "kernel.css")
+
+
+class KernelSpecs:
+    """Installed kernelspecs, with the gateway's default kernel name."""
+
+    def __init__(self, default_name: str = "", manager: KernelSpecManager | None = None) -> None:
+        self._manager = manager or KernelSpecManager()
+        self.default_name = default_name or NATIVE_KERNEL_NAME
+
+    def names(self) -> list[str]:
+        """Every installed kernelspec name, sorted."""
+        return sorted(self._manager.find_kernel_specs())
+
+    def get(self, name: str) -> KernelSpec:
+        """The spec called ``name``; ``UnknownKernelSpec`` if there is none."""
+        try:
+            return self._manager.get_kernel_spec(name)
+        except NoSuchKernel:
+            raise UnknownKernelSpec(name) from None
+
+    def model(self, name: str) -> SpecModel:
+        """The REST model of one spec."""
+        spec = self.get(name)
+        return SpecModel(name=name, spec=spec.to_dict(), resource_files=_resource_files(spec.resource_dir))
+
+    def models(self) -> list[SpecModel]:
+        """The REST models of every spec that can be read; broken specs are skipped."""
+        models = []
+        for name in self.names():
+            try:
+                models.append(self.model(name))
+            except (UnknownKernelSpec, ValueError, OSError):
+                continue
+        return models
+
+    def resource_path(self, name: str, relative: str) -> str:
+        """The real path of a file inside a spec's resource directory.
+
+        Refuses NUL bytes, absolute paths, ``..`` and anything (such as a
+        symlink) whose real path leaves the resource directory.
+        """
+        if "\0" in relative or not relative or os.path.isabs(relative) or relative.startswith(("/", "\\")):
+            raise ResourceNotFound(relative)
+        if any(part == ".." for part in relative.replace("\\", "/").split("/")):
+            raise ResourceNotFound(relative)
+        base = os.path.realpath(self.get(name).resource_dir)
+        candidate = os.path.realpath(os.path.join(base, relative))
+        if os.path.commonpath([base, candidate]) != base or not os.path.isfile(candidate):
+            raise ResourceNotFound(relative)
+        return candidate
+
+
+def _resource_files(resource_dir: str) -> tuple[str, ...]:
+    """The logo and kernel.js/css files a spec offers, as Jupyter Server lists them."""
+    try:
+        entries = sorted(os.listdir(resource_dir))
+    except OSError:
+        return ()
+    return tuple(e for e in entries if e.startswith(_RESOURCE_PREFIXES) or e in _RESOURCE_NAMES)

@@ -1,0 +1,380 @@
+"""Command-line flags, ``KG_*`` environment variables and the config file, made one config.
+
+Every setting kgd understands is one row of ``SETTINGS``: its flag, the
+environment variable the reference gateway reads for it, its default and how to
+parse it.  ``Options`` (what twistd shows as ``twistd kgd --help``) is built
+from that table, and so are the README's option table and the config-file
+keys, so adding a setting is adding a row.
+
+Precedence is flag > environment > config file > default.  A value that does
+not parse is a ``UsageError`` naming the setting, raised before anything
+listens, so twistd exits non-zero with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from twisted.internet import endpoints
+from twisted.python import usage
+
+DEFAULT_LISTEN = "tcp:8888:interface=127.0.0.1"
+
+_API_ALIASES = {
+    "kernel_gateway.jupyter_websocket": "jupyter-websocket",
+    "kernel_gateway.notebook_http": "notebook-http",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(text: str) -> bool:
+    """Read a boolean from an environment variable or config string.
+
+    The reference only accepts the exact string ``True``; kgd accepts the
+    usual spellings in any case, and refuses anything else instead of reading
+    a typo as false.
+    """
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_int(text: str) -> int:
+    """Read a non-negative integer."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def parse_optional_int(text: str) -> int | None:
+    """Read a non-negative integer, where an empty string means unset."""
+    return None if text.strip() == "" else parse_int(text)
+
+
+def parse_seconds(text: str) -> float:
+    """Read a non-negative number of seconds."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0 or value != value:
+        raise ValueError(f"expected a non-negative number of seconds, got {text!r}")
+    return value
+
+
+def parse_list(text: str) -> list[str]:
+    """Read a comma-separated list; blanks are dropped (the reference keeps ``[""]``)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_text(text: str) -> str:
+    """Take a string as it is."""
+    return text
+
+
+def parse_api(text: str) -> str:
+    """Normalise a personality name, accepting the reference's module names."""
+    name = text.strip()
+    return _API_ALIASES.get(name, name)
+
+
+def parse_base_url(text: str) -> str:
+    """Normalise a base URL to ``/segments/`` so ``/gw`` and ``/gw/`` are the same."""
+    segments = [s for s in text.strip().split("/") if s]
+    return "/" + "".join(s + "/" for s in segments)
+
+
+def parse_listen(text: str) -> str:
+    """Check that a listen description is a Twisted server endpoint string.
+
+    Parsing needs no live reactor, so a bad description is refused at option
+    time with the endpoint parser's own reason.
+    """
+    try:
+        endpoints.serverFromString(_NoReactor(), text)
+    except Exception as error:  # the parser raises many types for bad input
+        raise ValueError(f"not a server endpoint description: {text!r} ({error})") from None
+    return text
+
+
+class _NoReactor:
+    """Stands in for a reactor while an endpoint description is only parsed."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its flag, environment variable, default and parser."""
+
+    name: str
+    help: str
+    default: Any
+    parse: Callable[[str], Any] = parse_text
+    env: str | None = None
+    switch: bool = False
+    repeatable: bool = False
+    metavar: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The attribute and config-file key: the flag with ``-`` as ``_``."""
+        return self.name.replace("-", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("config", "TOML file with settings (keys are the flag names with _)", None, env="KGD_CONFIG", metavar="PATH"),
+    Setting(
+        "listen",
+        "Twisted endpoint to serve on; repeatable (tcp:, ssl:, unix:, systemd:)",
+        [DEFAULT_LISTEN],
+        parse_listen,
+        repeatable=True,
+        metavar="ENDPOINT",
+    ),
+    Setting("ip", "interface to listen on when --listen is not given", None, env="KG_IP"),
+    Setting("port", "port to listen on when --listen is not given", None, parse_int, env="KG_PORT"),
+    Setting(
+        "api",
+        "personality: jupyter-websocket or notebook-http; repeatable",
+        ["jupyter-websocket"],
+        parse_api,
+        env="KG_API",
+        repeatable=True,
+        metavar="NAME",
+    ),
+    Setting("base-url", "URL prefix of every route", "/", parse_base_url, env="KG_BASE_URL", metavar="PATH"),
+    Setting("auth-token", "token every request must carry (empty: no auth)", "", env="KG_AUTH_TOKEN", metavar="TOKEN"),
+    Setting(
+        "default-kernel-name",
+        "kernelspec used when a request names none (default: python3)",
+        "",
+        env="KG_DEFAULT_KERNEL_NAME",
+        metavar="NAME",
+    ),
+    Setting(
+        "force-kernel-name",
+        "kernelspec used for every kernel, whatever a request names",
+        "",
+        env="KG_FORCE_KERNEL_NAME",
+        metavar="NAME",
+    ),
+    Setting("list-kernels", "allow GET /api/kernels and GET /api/sessions", False, parse_bool, env="KG_LIST_KERNELS", switch=True),
+    Setting("max-kernels", "most kernels alive at once (empty: no limit)", None, parse_optional_int, env="KG_MAX_KERNELS", metavar="N"),
+    Setting(
+        "kernel-start-timeout",
+        "seconds a new kernel has to answer kernel_info",
+        60.0,
+        parse_seconds,
+        env="KGD_KERNEL_START_TIMEOUT",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "shutdown-wait-time",
+        "seconds a kernel has to exit after shutdown_request before TERM, then KILL",
+        5.0,
+        parse_seconds,
+        env="KGD_SHUTDOWN_WAIT_TIME",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "runtime-dir",
+        "private directory for connection files (default: a new temporary one)",
+        "",
+        env="RUNTIME_DIRECTORY",
+        metavar="PATH",
+    ),
+)
+
+SETTINGS_BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The resolved, validated configuration: one attribute per setting."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def replace(self, **changes: Any) -> "GatewayConfig":
+        """A copy with some values changed; used by tests and by derived settings."""
+        unknown = set(changes) - set(SETTINGS_BY_KEY)
+        if unknown:
+            raise KeyError(f"unknown settings: {sorted(unknown)}")
+        return GatewayConfig({**self.values, **changes})
+
+
+def default_config(**changes: Any) -> GatewayConfig:
+    """The configuration with every default, then the given changes."""
+    values = {s.key: list(s.default) if isinstance(s.default, list) else s.default for s in SETTINGS}
+    return GatewayConfig(values).replace(**changes)
+
+
+def _escape_endpoint(text: str) -> str:
+    """Escape the characters that are special in endpoint descriptions (IPv6 colons)."""
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise usage.UsageError(f"--config: cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise usage.UsageError(f"--config: {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(SETTINGS_BY_KEY) - {"config"})
+    if unknown:
+        raise usage.UsageError(f"--config: unknown key {unknown[0]!r} in {path}")
+    return data
+
+
+def _from_file_value(setting: Setting, value: Any) -> Any:
+    """Check and convert a value from the TOML file, whose types are already native."""
+    if setting.repeatable:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in items):
+            raise ValueError("expected a string or a list of strings")
+        return [setting.parse(item) for item in items]
+    if isinstance(setting.default, bool) or setting.parse is parse_bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    if setting.parse is parse_list:
+        if isinstance(value, str):
+            return parse_list(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [v for v in value if v]
+        raise ValueError("expected a list of strings")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a {type(setting.default).__name__ if setting.default is not None else 'value'}, got {value!r}")
+    if setting.parse is parse_text and not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return setting.parse(str(value))
+
+
+def resolve(
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+) -> GatewayConfig:
+    """Combine flags, environment and config file into one validated config.
+
+    ``given`` holds raw flag strings (lists for repeatable flags, True for
+    switches) only for the flags that were passed.
+    """
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        key = setting.key
+        try:
+            if key in given:
+                raw = given[key]
+                if setting.switch:
+                    value = True
+                elif setting.repeatable:
+                    value = [setting.parse(item) for item in raw]
+                else:
+                    value = setting.parse(raw)
+            elif setting.env and setting.env in environ:
+                raw = environ[setting.env]
+                value = [setting.parse(item) for item in parse_list(raw)] if setting.repeatable else setting.parse(raw)
+            elif key in file_values:
+                value = _from_file_value(setting, file_values[key])
+            else:
+                value = list(setting.default) if isinstance(setting.default, list) else setting.default
+        except ValueError as error:
+            source = f"--{setting.name}" if key in given else (
+                setting.env if setting.env and setting.env in environ else f"config key {key}"
+            )
+            raise usage.UsageError(f"{source}: {error}") from None
+        values[key] = value
+
+    if "listen" not in given and "listen" not in file_values and (values["ip"] or values["port"] is not None):
+        ip = values["ip"] or "127.0.0.1"
+        port = 8888 if values["port"] is None else values["port"]
+        values["listen"] = [parse_listen(f"tcp:{port}:interface={_escape_endpoint(ip)}")]
+    if not values["api"]:
+        raise usage.UsageError("--api: no personality named")
+    values["api"] = list(dict.fromkeys(values["api"]))
+    return GatewayConfig(values)
+
+
+class Options(usage.Options):
+    """``twistd kgd`` options; every flag also reads its ``KG_*`` variable."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "kgd serves Jupyter kernels over HTTP and WebSockets, a drop-in for the "
+        "Jupyter Kernel Gateway. Each option can also be set by the environment "
+        "variable shown, or by a key in the --config file."
+    )
+    optFlags = [[s.name, None, s.help + (f" [env: {s.env}]" if s.env else "")] for s in SETTINGS if s.switch]
+    optParameters = [
+        [s.name, None, None, s.help + (f" [env: {s.env}]" if s.env else "") + (f" [default: {s.default}]" if s.default not in (None, "", []) else "")]
+        for s in SETTINGS
+        if not s.switch and not s.repeatable
+    ]
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self._environ = os.environ if environ is None else environ
+        self._repeated: dict[str, list[str]] = {}
+        self.config: GatewayConfig = default_config()
+
+    def opt_listen(self, description: str) -> None:
+        """Twisted endpoint to serve on; repeatable (default tcp:8888:interface=127.0.0.1)"""
+        self._repeated.setdefault("listen", []).append(description)
+
+    def opt_api(self, name: str) -> None:
+        """Personality to serve: jupyter-websocket (default) or notebook-http; repeatable [env: KG_API]"""
+        self._repeated.setdefault("api", []).append(name)
+
+    def postOptions(self) -> None:
+        given: dict[str, Any] = dict(self._repeated)
+        for setting in SETTINGS:
+            if setting.repeatable:
+                continue
+            value = self.get(setting.name)
+            if setting.switch:
+                if value:
+                    given[setting.key] = True
+            elif value is not None:
+                given[setting.key] = value
+        config_path = given.get("config") or self._environ.get("KGD_CONFIG")
+        file_values = _read_config_file(config_path) if config_path else {}
+        self.config = resolve(given, self._environ, file_values)
+        from kgd.personalities import available_personalities
+
+        installed = available_personalities()
+        for name in self.config.api:
+            if name not in installed:
+                raise usage.UsageError(f"--api: unknown personality {name!r} (installed: {', '.join(sorted(installed))})")
+
+
+def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:
+    """The README's option table, in Markdown, generated from ``SETTINGS``."""
+    lines = [
+        "| flag | environment | config key | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in settings:
+        flag = f"`--{s.name}`" + (" (repeatable)" if s.repeatable else "")
+        env = f"`{s.env}`" if s.env else ""
+        default = "off" if s.switch else ("" if s.default in (None, "") else f"`{', '.join(s.default) if isinstance(s.default, list) else s.default}`")
+        lines.append(f"| {flag} | {env} | `{s.key}` | {default} | {s.help} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,32 @@
+"""The jupyter-websocket personality: Jupyter Server's kernel REST API and channels.
+
+A plugin object only; the Klein routes are imported when the resource is
+built, after twistd has installed its reactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from kgd.interfaces import IPersonality
+
+# Paths that, as in the reference, need no token: the API's own description.
+_PUBLIC = {("api", "swagger.json"), ("api", "swagger.yaml")}
+
+
+@implementer(IPlugin, IPersonality)
+class JupyterWebsocketPersonality:
+    """Kernels, kernelspecs and the channels WebSocket, as Jupyter Server serves them."""
+
+    name = "jupyter-websocket"
+
+    def resource(self, gateway: Any) -> Any:
+        from kgd.personalities.jupyter_websocket.rest import KernelsAPI
+
+        return KernelsAPI(gateway).app.resource()
+
+    def is_public(self, segments: list[str]) -> bool:
+        return tuple(segments) in _PUBLIC

@@ -1,0 +1,175 @@
+"""The Jupyter Server REST API for kernels and kernelspecs.
+
+Routes, status codes and bodies follow the reference gateway (which follows
+Jupyter Server), with its defects fixed: ``GET /api`` reports kgd's version,
+errors always have the ``{"reason", "message"}`` shape, and restarting or
+interrupting an unknown kernel is a 404.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+import kgd
+from kgd.gateway import Gateway
+from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
+from kgd.kernels.policy import InvalidKernelRequest, validate_env
+from kgd.kernels.service import KernelLimitReached, UnknownKernel
+from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
+from kgd.web.errors import HTTPError
+from kgd.web.json import json_response, read_json_object
+from kgd.web.routes import install_error_handlers
+
+
+def kernel_start_errors(failure_value: Exception) -> HTTPError:
+    """The HTTP error for a kernel that could not be started."""
+    if isinstance(failure_value, KernelLimitReached):
+        return HTTPError(403, "Resource Limit")
+    if isinstance(failure_value, UnknownKernelSpec):
+        return HTTPError(404, str(failure_value))
+    if isinstance(failure_value, InvalidKernelRequest):
+        return HTTPError(400, str(failure_value))
+    if isinstance(failure_value, KernelStartError):
+        return HTTPError(500, str(failure_value))
+    raise failure_value
+
+
+class KernelsAPI:
+    """``/api``, ``/api/kernelspecs``, ``/kernelspecs`` and ``/api/kernels`` routes."""
+
+    app = Klein()
+    install_error_handlers(app)
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.kernels = gateway.kernels
+        self.specs = gateway.specs
+
+    # -- helpers -------------------------------------------------------------
+
+    def _kernel(self, kernel_id: str) -> Kernel:
+        try:
+            return self.kernels.get(kernel_id)
+        except UnknownKernel as error:
+            raise HTTPError(404, str(error)) from None
+
+    def _spec_json(self, model: SpecModel) -> dict[str, Any]:
+        return {
+            "name": model.name,
+            "spec": model.spec,
+            "resources": {
+                _resource_key(fname): self.gateway.url("kernelspecs", model.name, fname) for fname in model.resource_files
+            },
+        }
+
+    # -- version -------------------------------------------------------------
+
+    @app.route("/api", methods=["GET"])
+    def version(self, request: IRequest) -> bytes:
+        return json_response(request, {"version": kgd.__version__})
+
+    # -- kernelspecs ---------------------------------------------------------
+
+    @app.route("/api/kernelspecs", methods=["GET"])
+    def list_kernelspecs(self, request: IRequest) -> bytes:
+        specs = {model.name: self._spec_json(model) for model in self.specs.models()}
+        default = self.kernels.force_name or self.specs.default_name
+        return json_response(request, {"default": default, "kernelspecs": specs})
+
+    @app.route("/api/kernelspecs/<name>", methods=["GET"])
+    def get_kernelspec(self, request: IRequest, name: str) -> bytes:
+        try:
+            model = self.specs.model(name)
+        except UnknownKernelSpec:
+            raise HTTPError(404, f"Kernel spec {name} not found") from None
+        return json_response(request, self._spec_json(model))
+
+    @app.route("/kernelspecs/<name>/<path:resource>", methods=["GET"])
+    def get_kernelspec_resource(self, request: IRequest, name: str, resource: str) -> bytes:
+        try:
+            path = self.specs.resource_path(name, resource)
+        except UnknownKernelSpec:
+            raise HTTPError(404, f"Kernel spec {name} not found") from None
+        except ResourceNotFound:
+            raise HTTPError(404, f"Kernel spec resource {resource} not found") from None
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        request.setHeader(b"Content-Type", content_type.encode("latin-1"))
+        request.setHeader(b"Cache-Control", b"max-age=2592000")
+        with open(path, "rb") as f:
+            return f.read()
+
+    # -- kernels -------------------------------------------------------------
+
+    @app.route("/api/kernels", methods=["GET"])
+    def list_kernels(self, request: IRequest) -> bytes:
+        if not self.gateway.config.list_kernels:
+            raise HTTPError(403, "Forbidden")
+        return json_response(request, [kernel.model() for kernel in self.kernels.list()])
+
+    @app.route("/api/kernels", methods=["POST"])
+    async def start_kernel(self, request: IRequest) -> bytes:
+        body = read_json_object(request)
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            raise HTTPError(400, "name must be a string")
+        path = body.get("path")
+        if path is not None and not isinstance(path, str):
+            raise HTTPError(400, "path must be a string or null")
+        kernel_id = body.get("kernel_id")
+        if kernel_id is not None and not isinstance(kernel_id, str):
+            raise HTTPError(400, "kernel_id must be a string")
+        try:
+            env = validate_env(body["env"]) if "env" in body else None
+        except InvalidKernelRequest as error:
+            raise HTTPError(400, str(error)) from None
+        try:
+            kernel = await self.kernels.start_kernel(name=name, env=env, path=path, kernel_id=kernel_id)
+        except Exception as error:
+            raise kernel_start_errors(error) from None
+        request.setHeader(b"Location", self.gateway.url("api", "kernels", kernel.kernel_id).encode())
+        return json_response(request, kernel.model(), status=201)
+
+    @app.route("/api/kernels/<kernel_id>", methods=["GET"])
+    def get_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        return json_response(request, self._kernel(kernel_id).model())
+
+    @app.route("/api/kernels/<kernel_id>", methods=["DELETE"])
+    async def delete_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        self._kernel(kernel_id)
+        try:
+            await self.kernels.shutdown_kernel(kernel_id)
+        except UnknownKernel as error:
+            raise HTTPError(404, str(error)) from None
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/api/kernels/<kernel_id>/interrupt", methods=["POST"])
+    def interrupt_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        try:
+            self._kernel(kernel_id).interrupt()
+        except KernelGone:
+            raise HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/api/kernels/<kernel_id>/restart", methods=["POST"])
+    async def restart_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        kernel = self._kernel(kernel_id)
+        try:
+            await kernel.restart()
+        except KernelGone:
+            raise HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
+        except KernelStartError as error:
+            raise HTTPError(500, f"Kernel failed to restart: {error}") from None
+        return json_response(request, kernel.model())
+
+
+def _resource_key(fname: str) -> str:
+    """The key Jupyter Server uses for a resource file: logos lose their extension."""
+    if fname.startswith("logo-"):
+        return fname.rsplit(".", 1)[0]
+    return fname

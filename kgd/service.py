@@ -1,0 +1,135 @@
+"""The daemon's service tree: ``makeService(config, reactor)``.
+
+A ``MultiService`` whose children start in order and stop in reverse:
+
+1. the runtime directory (connection files) and the ZeroMQ context,
+2. ``Kernels``, which shuts every kernel down when it stops,
+3. one ``strports`` listener per ``--listen`` description, serving the site.
+
+So on SIGTERM the listeners close first, then every kernel is shut down,
+then the sockets and the runtime directory go.  Collaborators (launcher,
+sockets, specs) are arguments so tests can pass fakes and a memory reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+
+import kgd
+from kgd.gateway import Gateway
+from kgd.interfaces import IKernelLauncher, IZmqSockets
+from kgd.kernels.launcher import LocalLauncher
+from kgd.kernels.service import Kernels
+from kgd.kernels.specs import KernelSpecs
+from kgd.options import GatewayConfig
+from kgd.personalities import available_personalities
+from kgd.web.cors import CorsSettings
+from kgd.web.resource import GatewayResource, Mount
+from kgd.web.site import GatewaySite
+
+log = Logger()
+
+
+class RuntimeDirectory(Service):
+    """A private (0700) directory for connection files, removed on stop if kgd made it."""
+
+    def __init__(self, path: str = "") -> None:
+        if path:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            self.path, self._owned = path, False
+        else:
+            self.path, self._owned = tempfile.mkdtemp(prefix="kgd-"), True
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class SocketsService(Service):
+    """Closes the ZeroMQ context once every kernel is gone."""
+
+    def __init__(self, sockets: IZmqSockets) -> None:
+        self.sockets = sockets
+
+    def stopService(self) -> None:
+        super().stopService()
+        close = getattr(self.sockets, "close", None)
+        if close is not None:
+            close()
+
+
+def build_site(gateway: Gateway) -> GatewaySite:
+    """The HTTP site: gateway policies in front of each configured personality.
+
+    The first ``--api`` is served at the base URL, any other one below the
+    base URL plus its own name.
+    """
+    config = gateway.config
+    personalities = available_personalities()
+    mounts = []
+    for index, name in enumerate(config.api):
+        personality = personalities[name]
+        prefix = () if index == 0 else (name,)
+        mounts.append(Mount(prefix, personality.resource(gateway), personality.is_public))
+    cors = CorsSettings(
+        **{field: getattr(config, field, "") or "" for field in CorsSettings.__dataclass_fields__}
+    )
+    root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
+    return GatewaySite(root)
+
+
+def makeService(
+    config: GatewayConfig,
+    reactor: Any = None,
+    *,
+    launcher: IKernelLauncher | None = None,
+    sockets: IZmqSockets | None = None,
+    specs: KernelSpecs | None = None,
+) -> MultiService:
+    """Build the whole daemon from a validated config."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    top = MultiService()
+    runtime = RuntimeDirectory(config.runtime_dir)
+    runtime.setServiceParent(top)
+    if sockets is None:
+        from kgd.kernels.channels import TxZmqSockets
+
+        sockets = TxZmqSockets()
+    SocketsService(sockets).setServiceParent(top)
+    specs = specs or KernelSpecs(config.default_kernel_name)
+    kernels = Kernels(
+        specs,
+        launcher or LocalLauncher(reactor, runtime.path),
+        sockets,
+        reactor,
+        force_name=config.force_kernel_name,
+        max_kernels=config.max_kernels,
+        env_whitelist=getattr(config, "env_whitelist", ()) or (),
+        env_process_whitelist=getattr(config, "env_process_whitelist", ()) or (),
+        start_timeout=config.kernel_start_timeout,
+        shutdown_wait=config.shutdown_wait_time,
+    )
+    kernels.setServiceParent(top)
+    gateway = Gateway(config, kernels, specs, reactor)
+    site = build_site(gateway)
+    for description in config.listen:
+        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    log.info(
+        "kgd {version} serving {api} on {listen} at base URL {base_url}",
+        version=kgd.__version__,
+        api=", ".join(config.api),
+        listen=", ".join(config.listen),
+        base_url=config.base_url,
+    )
+    return top

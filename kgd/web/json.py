@@ -1,0 +1,35 @@
+"""Reading JSON request bodies and writing JSON responses.
+
+A body that is not JSON, or not the JSON shape a route expects, is the
+client's mistake and becomes a 400 with a reason, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from kgd.web.errors import HTTPError
+
+
+def read_json_object(request: IRequest) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is ``{}``."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPError(400, "Invalid JSON in body of request") from None
+    if not isinstance(body, dict):
+        raise HTTPError(400, "The body of the request must be a JSON object")
+    return body
+
+
+def json_response(request: IRequest, body: Any, status: int = 200) -> bytes:
+    """Serialise ``body`` as the JSON response with ``status``."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(body).encode("utf-8")

@@ -1,0 +1,99 @@
+"""The gateway's root resource: base URL, Origin check, CORS, preflight and token auth.
+
+Every request passes here before any personality sees it, so these policies
+hold on every route alike, the channels WebSocket included.  The resource is
+a leaf: it consumes the base URL and the personality's mount prefix into
+``request.prepath`` and hands the request to that personality's resource
+(a Klein app), which routes on the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from kgd.web import auth
+from kgd.web.cors import CorsSettings, cors_headers, origin_allowed
+from kgd.web.errors import HTTPError, write_error
+
+log = Logger()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A personality's resource served below ``prefix`` (segments under the base URL)."""
+
+    prefix: tuple[str, ...]
+    resource: IResource
+    is_public: Callable[[list[str]], bool]
+
+
+def path_segments(path: str) -> list[str]:
+    """The segments of a URL path, keeping a trailing empty one for a trailing slash."""
+    return path.split("/")[1:] if path.startswith("/") else path.split("/")
+
+
+class GatewayResource(Resource):
+    """Applies the gateway's HTTP policies, then dispatches to a mounted personality."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        base_url: str,
+        mounts: Sequence[Mount],
+        *,
+        auth_token: str = "",
+        cors: CorsSettings = CorsSettings(),
+    ) -> None:
+        super().__init__()
+        self._base = tuple(s for s in base_url.split("/") if s)
+        # Longest prefix first, so a personality mounted below another wins.
+        self._mounts = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
+        self._auth_token = auth_token
+        self._cors = cors
+
+    def render(self, request: IRequest) -> Any:
+        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        origin = _header(request, b"origin")
+        for name, value in cors_headers(self._cors, origin):
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        if tuple(segments[: len(self._base)]) != self._base:
+            return write_error(request, HTTPError(404))
+        below_base = segments[len(self._base) :]
+        mount = self._mount_for(below_base)
+        if mount is None:
+            return write_error(request, HTTPError(404))
+        if not origin_allowed(self._cors, origin, _header(request, b"host")):
+            if (_header(request, b"upgrade") or "").lower() == "websocket":
+                return write_error(request, HTTPError(403, "Cross origin websockets not allowed"))
+            return write_error(request, HTTPError(404))
+        if request.method == b"OPTIONS":
+            request.setResponseCode(200)
+            return b""
+        route = below_base[len(mount.prefix) :]
+        if not mount.is_public(route) and not auth.is_authorized(
+            self._auth_token,
+            request.getHeader(b"authorization"),
+            (request.args or {}).get(b"token", []),
+        ):
+            return write_error(request, HTTPError(401))
+        consumed = len(self._base) + len(mount.prefix)
+        request.prepath = list(request.prepath) + list(request.postpath[:consumed])
+        request.postpath = list(request.postpath[consumed:])
+        return mount.resource.render(request)
+
+    def _mount_for(self, segments: list[str]) -> Mount | None:
+        for mount in self._mounts:
+            if tuple(segments[: len(mount.prefix)]) == mount.prefix:
+                return mount
+        return None
+
+
+def _header(request: IRequest, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return value.decode("latin-1") if value is not None else None

@@ -1,0 +1,48 @@
+"""Error handlers shared by every Klein app of the gateway.
+
+``install_error_handlers(app)`` makes a Klein app answer routing misses,
+wrong methods (with ``Allow``), ``HTTPError`` and unexpected exceptions in
+the one JSON error shape; an unexpected exception is logged with its
+traceback and the client sees only a 500 with a short message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from kgd.web.errors import HTTPError, write_error
+
+log = Logger()
+
+
+def install_error_handlers(app: Klein) -> None:
+    """Register the gateway's JSON error handlers on a Klein app."""
+
+    @app.handle_errors(HTTPError)
+    def http_error(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        return write_error(request, failure.value)
+
+    @app.handle_errors(NotFound)
+    def not_found(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        return write_error(request, HTTPError(404))
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(sorted(failure.value.valid_methods or ()))
+        return write_error(request, HTTPError(405, headers=[("Allow", allowed)] if allowed else ()))
+
+    @app.handle_errors(Exception)
+    def unexpected(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        log.failure(
+            "unexpected error answering {method} {path}",
+            failure,
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+        )
+        return write_error(request, HTTPError(500, "Unknown server error"))
