@@ -58,6 +58,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Union
 from urllib.parse import quote, unquote
 
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_COMMENT_PREFIXES",
     "NO_ENDPOINTS_MESSAGE",
     "VERBS",
+    "canonical_path",
     "Endpoint",
     "Endpoints",
     "Match",
@@ -431,8 +433,10 @@ def _build(
         Endpoint(
             path,
             PathTemplate.compile(path),
-            verbs,
-            {v: code for v, code in responses.get(path, {}).items() if v in verbs},
+            MappingProxyType(verbs),
+            MappingProxyType(
+                {v: code for v, code in responses.get(path, {}).items() if v in verbs}
+            ),
             order,
         )
         for order, (path, verbs) in enumerate(sources.items())
@@ -479,7 +483,9 @@ def _parse_annotations(
         else:
             seeds.append(source)
     endpoints, warnings = _build(sources, responses, sort_key)
-    return Endpoints(endpoints, tuple(seeds), language, prefix, "annotations", None, tuple(warnings))
+    return Endpoints(
+        endpoints, tuple(seeds), language, prefix, "annotations", None, tuple(warnings)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -530,7 +536,9 @@ def _route_path(path: str, operation: Mapping[str, Any]) -> str:
     parameters = operation.get("parameters")
     if not isinstance(parameters, list):
         return path
-    names = [p["name"] for p in parameters if isinstance(p, Mapping) and isinstance(p.get("name"), str)]
+    names = [
+        p["name"] for p in parameters if isinstance(p, Mapping) and isinstance(p.get("name"), str)
+    ]
     return path + "".join(f"/:{name}" for name in names)
 
 
@@ -575,7 +583,7 @@ def _parse_swagger(
             continue
         verb = verb_key.upper()
         if verb not in VERBS:
-            warnings.append(f"Operation {op_id} uses unsupported verb {verb_key}; it is not routed")
+            warnings.append(f"Operation {op_id} uses unsupported verb {verb_key}; not routed")
             continue
         route = _route_path(path, operation)
         sources.setdefault(route, {})[verb] = operation_sources[op_id]
