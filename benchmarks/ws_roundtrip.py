@@ -1,0 +1,185 @@
+"""Channels WebSocket cost: latency, output throughput and concurrency.
+
+Why: once a kernel runs, everything a notebook does goes through the gateway's
+WebSocket <-> ZeroMQ bridge; this is the gateway's hot path. Each number is
+shown next to the floor, the same workload driven directly over ZeroMQ with
+jupyter_client, so the table reads as "cost added by the gateway".
+
+What is measured, per column (floor, kgd, reference):
+- execute round trip: ``1+1`` sent as execute_request, until iopub reports
+  ``status: idle`` for it; ``--count`` sequential executes on one kernel after
+  a warm-up, p50 and p99 in ms, and the p50/p99 overhead above the floor.
+- stdout throughput: a cell writing 20 MB to stdout; the bytes of the stream
+  messages received until idle, divided by the time from send to idle;
+  median of ``--runs`` cells, in MB/s (10^6 bytes).
+- concurrency: ``--kernels`` kernels (default 8), one client each, all doing
+  ``--per-kernel`` sequential ``1+1`` executes at the same time; total
+  executes per second.
+
+The reference runs with ``--ZMQChannelsWebsocketConnection.limit_rate=False``:
+by default it forwards at most 1 MB/s of iopub data per connection (over a
+3 s window) and drops the rest of the 20 MB, replacing it with an "IOPub data
+rate exceeded" notice. The benchmark measures the bridge, not that policy; the
+"stdout received" row shows whether all 20 MB arrived (throughput is only
+reported when they did).
+
+The client sets TCP_NODELAY and is the same for both gateways. The reference
+does not disable Nagle on its side, so its small frames may wait for the
+client's delayed ACK (about 40 ms on Linux): that shows in its round trip and
+is what a real client sees.
+
+Run: ``python3 benchmarks/ws_roundtrip.py [--only kgd|reference|both] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+from _floor import floor_execute, floor_kernel
+from _gateways import Gateway, add_common_arguments, measure_each, running_gateway, selected_gateways
+from _kernel_client import TIMEOUT_S, ExecuteResult, gateway_kernel
+from _report import Metrics, Row, median, percentile, print_table
+
+Executor = Callable[[str], Awaitable[ExecuteResult]]
+KernelOpener = Callable[[], AbstractAsyncContextManager[Executor]]
+
+TRIVIAL_CELL = "1+1"
+OUTPUT_MB = 20
+OUTPUT_CELL = f"import sys\nfor _ in range({OUTPUT_MB}):\n    sys.stdout.write('x' * 1_000_000)\n"
+WARMUP_EXECUTES = 20
+# Gateway flags that turn off iopub rate limiting, so that all the output is forwarded.
+UNLIMITED_IOPUB_ARGS: dict[str, list[str]] = {
+    "reference": ["--ZMQChannelsWebsocketConnection.limit_rate=False"],
+    "kgd": [],
+}
+
+ROWS = (
+    Row("execute round trip p50 (ms)", "rt_p50", "{:.2f}"),
+    Row("execute round trip p99 (ms)", "rt_p99", "{:.2f}"),
+    Row("p50 overhead above floor (ms)", "overhead_p50", "{:+.2f}"),
+    Row("p99 overhead above floor (ms)", "overhead_p99", "{:+.2f}"),
+    Row(f"stdout received per {OUTPUT_MB} MB cell (MB)", "output_received_mb"),
+    Row(f"stdout throughput, {OUTPUT_MB} MB cell (MB/s)", "output_mbps"),
+    Row("concurrent kernels (executes/s)", "concurrent_eps"),
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    count: int
+    runs: int
+    kernels: int
+    per_kernel: int
+
+
+@asynccontextmanager
+async def _floor_executor() -> AsyncIterator[Executor]:
+    async with floor_kernel() as client:
+        await client.wait_for_ready(timeout=TIMEOUT_S)
+        yield partial(floor_execute, client)
+
+
+def _gateway_opener(gateway: Gateway) -> KernelOpener:
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[Executor]:
+        async with gateway_kernel(gateway) as channels:
+            yield channels.execute
+    return opener
+
+
+async def _round_trips(execute: Executor, count: int) -> Metrics:
+    for _ in range(WARMUP_EXECUTES):
+        await execute(TRIVIAL_CELL)
+    samples_ms = []
+    for _ in range(count):
+        began = time.perf_counter()
+        await execute(TRIVIAL_CELL)
+        samples_ms.append((time.perf_counter() - began) * 1000)
+    return {"rt_p50": percentile(samples_ms, 50), "rt_p99": percentile(samples_ms, 99)}
+
+
+async def _output_throughput(execute: Executor, runs: int) -> Metrics:
+    """Median MB/s over ``runs`` output cells; the rate is omitted if any output was dropped."""
+    rates, received = [], []
+    for _ in range(runs):
+        began = time.perf_counter()
+        result = await execute(OUTPUT_CELL)
+        elapsed = time.perf_counter() - began
+        received.append(result.stream_bytes)
+        rates.append(result.stream_bytes / 1e6 / elapsed)
+    metrics: Metrics = {"output_received_mb": min(received) / 1e6}
+    if min(received) == OUTPUT_MB * 1_000_000:
+        metrics["output_mbps"] = median(rates)
+    else:
+        print(f"warning: only {min(received)} of {OUTPUT_MB * 1_000_000} stream bytes arrived; "
+              "throughput not reported", file=sys.stderr)
+    return metrics
+
+
+async def _execute_many(execute: Executor, count: int) -> None:
+    for _ in range(count):
+        await execute(TRIVIAL_CELL)
+
+
+async def _concurrency(open_kernel: KernelOpener, kernels: int, per_kernel: int) -> Metrics:
+    async with AsyncExitStack() as stack:
+        executors = [await stack.enter_async_context(open_kernel()) for _ in range(kernels)]
+        await asyncio.gather(*(_execute_many(execute, WARMUP_EXECUTES // 4) for execute in executors))
+        began = time.perf_counter()
+        await asyncio.gather(*(_execute_many(execute, per_kernel) for execute in executors))
+        elapsed = time.perf_counter() - began
+    return {"concurrent_eps": kernels * per_kernel / elapsed}
+
+
+async def _measure(open_kernel: KernelOpener, workload: Workload) -> Metrics:
+    async with open_kernel() as execute:
+        metrics = await _round_trips(execute, workload.count)
+        metrics |= await _output_throughput(execute, workload.runs)
+    metrics |= await _concurrency(open_kernel, workload.kernels, workload.per_kernel)
+    return metrics
+
+
+def _add_overhead(metrics: Metrics, floor: Metrics) -> None:
+    metrics["overhead_p50"] = metrics["rt_p50"] - floor["rt_p50"]
+    metrics["overhead_p99"] = metrics["rt_p99"] - floor["rt_p99"]
+
+
+def measure(only: str, workload: Workload, auth_token: str | None) -> dict[str, Metrics | None]:
+    """Metrics per column: floor, kgd, reference (None when not run)."""
+    floor = asyncio.run(_measure(_floor_executor, workload))
+
+    def measure_gateway(name: str) -> Metrics:
+        with running_gateway(name, auth_token=auth_token, extra_args=UNLIMITED_IOPUB_ARGS[name]) as gateway:
+            metrics = asyncio.run(_measure(_gateway_opener(gateway), workload))
+        _add_overhead(metrics, floor)
+        return metrics
+
+    columns: dict[str, Metrics | None] = {"floor": floor, "kgd": None, "reference": None}
+    columns |= measure_each(selected_gateways(only), measure_gateway)
+    return columns
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser, runs_default=3, runs_help=f"{OUTPUT_MB} MB output cells per column (default: 3)")
+    parser.add_argument("--count", type=int, default=300, help="sequential round trips (default: 300)")
+    parser.add_argument("--kernels", type=int, default=8, help="concurrently driven kernels (default: 8)")
+    parser.add_argument("--per-kernel", type=int, default=50,
+                        help="executes per kernel in the concurrency test (default: 50)")
+    args = parser.parse_args(argv)
+    workload = Workload(count=args.count, runs=args.runs, kernels=args.kernels, per_kernel=args.per_kernel)
+    columns = measure(args.only, workload, args.auth_token)
+    title = (f"Channels WebSocket: {workload.count} round trips, {workload.runs} output cells, "
+             f"{workload.kernels} kernels x {workload.per_kernel} executes")
+    print_table(title, columns, ROWS)
+
+
+if __name__ == "__main__":
+    main()
