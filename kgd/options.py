@@ -96,6 +96,29 @@ def parse_base_url(text: str) -> str:
     return "/" + "".join(s + "/" for s in segments)
 
 
+def parse_size(text: str) -> int:
+    """Read a size in bytes, allowing K, M and G suffixes (powers of 1024)."""
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    for suffix, multiplier in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
+        if cleaned.endswith(suffix):
+            cleaned, factor = cleaned[:-1], multiplier
+            break
+    return parse_int(cleaned) * factor
+
+
+def choice(*allowed: str, aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """A parser accepting one of ``allowed`` (or an alias of one)."""
+
+    def parse(text: str) -> str:
+        value = (aliases or {}).get(text.strip(), text.strip())
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return value
+
+    return parse
+
+
 def parse_listen(text: str) -> str:
     """Check that a listen description is a Twisted server endpoint string.
 
@@ -187,6 +210,98 @@ SETTINGS: tuple[Setting, ...] = (
         env="KGD_SHUTDOWN_WAIT_TIME",
         metavar="SECONDS",
     ),
+    Setting("allow-origin", "Access-Control-Allow-Origin value; also admits that Origin", "", env="KG_ALLOW_ORIGIN", metavar="ORIGIN"),
+    Setting("allow-methods", "Access-Control-Allow-Methods value", "", env="KG_ALLOW_METHODS", metavar="METHODS"),
+    Setting("allow-headers", "Access-Control-Allow-Headers value", "", env="KG_ALLOW_HEADERS", metavar="HEADERS"),
+    Setting("allow-credentials", "Access-Control-Allow-Credentials value", "", env="KG_ALLOW_CREDENTIALS", metavar="VALUE"),
+    Setting("expose-headers", "Access-Control-Expose-Headers value", "", env="KG_EXPOSE_HEADERS", metavar="HEADERS"),
+    Setting("max-age", "Access-Control-Max-Age value", "", env="KG_MAX_AGE", metavar="SECONDS"),
+    Setting(
+        "env-whitelist",
+        "comma-separated names a kernel request may set besides KERNEL_*",
+        [],
+        parse_list,
+        env="KG_ENV_WHITELIST",
+        metavar="NAMES",
+    ),
+    Setting(
+        "env-process-whitelist",
+        "comma-separated daemon variables passed to kernels started with an env",
+        [],
+        parse_list,
+        env="KG_ENV_PROCESS_WHITELIST",
+        metavar="NAMES",
+    ),
+    Setting("prespawn-count", "kernels started at startup and handed out first", None, parse_optional_int, env="KG_PRESPAWN_COUNT", metavar="N"),
+    Setting("seed-uri", "notebook (path or file: URL) whose code runs on every new kernel", "", env="KG_SEED_URI", metavar="URI"),
+    Setting("cull-idle-timeout", "shut down kernels idle this many seconds (0: never)", 0.0, parse_seconds, env="KGD_CULL_IDLE_TIMEOUT", metavar="SECONDS"),
+    Setting("cull-interval", "seconds between checks for idle kernels", 300.0, parse_seconds, env="KGD_CULL_INTERVAL", metavar="SECONDS"),
+    Setting("cull-connected", "also cull idle kernels that have connections", False, parse_bool, env="KGD_CULL_CONNECTED", switch=True),
+    Setting("cull-busy", "also cull kernels that are busy", False, parse_bool, env="KGD_CULL_BUSY", switch=True),
+    Setting("certfile", "TLS certificate for --ip/--port (builds an ssl: endpoint)", "", env="KG_CERTFILE", metavar="PATH"),
+    Setting("keyfile", "TLS private key for --certfile", "", env="KG_KEYFILE", metavar="PATH"),
+    Setting("client-ca", "CA certificates that client certificates must chain to", "", env="KG_CLIENT_CA", metavar="PATH"),
+    Setting("max-body-size", "largest HTTP request body accepted (413 beyond)", 100 * 1024**2, parse_size, env="KGD_MAX_BODY_SIZE", metavar="BYTES"),
+    Setting("ws-ping-interval", "seconds between WebSocket keep-alive pings (0: none)", 30.0, parse_seconds, env="KG_WS_PING_INTERVAL_SECS", metavar="SECONDS"),
+    Setting("max-message-size", "largest WebSocket message accepted", 10 * 1024**2, parse_size, env="KGD_MAX_MESSAGE_SIZE", metavar="BYTES"),
+    Setting(
+        "session-buffer-messages",
+        "messages kept for a disconnected session, for replay on reconnect",
+        10000,
+        parse_int,
+        env="KGD_SESSION_BUFFER_MESSAGES",
+        metavar="N",
+    ),
+    Setting(
+        "session-buffer-bytes",
+        "bytes kept for a disconnected session",
+        64 * 1024**2,
+        parse_size,
+        env="KGD_SESSION_BUFFER_BYTES",
+        metavar="BYTES",
+    ),
+    Setting(
+        "session-buffer-age",
+        "seconds a disconnected session's messages are kept",
+        300.0,
+        parse_seconds,
+        env="KGD_SESSION_BUFFER_AGE",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "cell-parser",
+        "notebook-http annotation style: annotations or swagger",
+        "annotations",
+        choice(
+            "annotations",
+            "swagger",
+            aliases={
+                "kernel_gateway.notebook_http.cell.parser": "annotations",
+                "kernel_gateway.notebook_http.swagger.parser": "swagger",
+            },
+        ),
+        env="KG_CELL_PARSER",
+        metavar="NAME",
+    ),
+    Setting(
+        "allow-notebook-download",
+        "notebook-http: serve the seed notebook at /_api/source",
+        False,
+        parse_bool,
+        env="KG_ALLOW_NOTEBOOK_DOWNLOAD",
+        switch=True,
+    ),
+    Setting("static-path", "notebook-http: folder served at /public/", "", env="KG_STATIC_PATH", metavar="PATH"),
+    Setting(
+        "request-timeout",
+        "notebook-http: seconds a cell may run before 504 and an interrupt (0: no limit)",
+        0.0,
+        parse_seconds,
+        env="KGD_REQUEST_TIMEOUT",
+        metavar="SECONDS",
+    ),
+    Setting("log-format", "log lines as text or json", "text", choice("text", "json"), env="KGD_LOG_FORMAT", metavar="FORMAT"),
+    Setting("metrics-public", "serve /metrics without the token", False, parse_bool, env="KGD_METRICS_PUBLIC", switch=True),
     Setting(
         "runtime-dir",
         "private directory for connection files (default: a new temporary one)",

@@ -66,6 +66,23 @@ class SocketsService(Service):
             close()
 
 
+class CleanExit(Service):
+    """Makes a stop by SIGTERM or SIGINT exit with status 0 once everything is shut down.
+
+    twistd re-raises the signal that stopped the reactor so the exit status
+    shows it; kgd has shut every kernel down by then, so the stop was clean
+    and is reported as such (systemd and shells see 0, not 143).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def stopService(self) -> None:
+        super().stopService()
+        if hasattr(self._reactor, "_exitSignal"):
+            self._reactor._exitSignal = None
+
+
 def build_site(gateway: Gateway) -> GatewaySite:
     """The HTTP site: gateway policies in front of each configured personality.
 
@@ -100,6 +117,7 @@ def makeService(
 
         reactor = global_reactor
     top = MultiService()
+    CleanExit(reactor).setServiceParent(top)
     runtime = RuntimeDirectory(config.runtime_dir)
     runtime.setServiceParent(top)
     if sockets is None:

@@ -202,6 +202,8 @@ class LocalLauncher:
             connection_info = dict(info)
         else:
             reuse = {k: v for k, v in connection_info.items() if k != "kernel_name"}
+            if isinstance(reuse.get("key"), str):
+                reuse["key"] = reuse["key"].encode("ascii")
             write_connection_file(path, kernel_name=spec_name, **reuse)
         argv = kernel_command(spec.argv, path, spec.resource_dir)
         full_env = kernel_environment(env, spec.env or {})
