@@ -34,12 +34,14 @@ setup(
         "nbformat>=5.9,<6",
         "klein>=23.5,<25",
         "ipykernel>=6.29,<8",
+        "multipart>=1.1,<3",
     ],
     extras_require={
         "test": [
             "treq>=23.11,<27",
             "hypothesis>=6.100,<7",
             "websockets>=12,<18",
+            "jupyter_server>=2.12,<3",
         ],
     },
     classifiers=[
