@@ -493,3 +493,7 @@ def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:
         default = "off" if s.switch else ("" if s.default in (None, "") else f"`{', '.join(s.default) if isinstance(s.default, list) else s.default}`")
         lines.append(f"| {flag} | {env} | `{s.key}` | {default} | {s.help} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m kgd.options: print the README's option table
+    print(settings_table(), end="")
