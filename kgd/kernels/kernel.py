@@ -249,7 +249,8 @@ class Kernel:
 
     @defer.inlineCallbacks
     def _launch(self, connection_info: dict[str, Any] | None) -> Any:
-        self.execution_state = "starting"
+        if self.execution_state != "restarting":  # an autorestart shows as such until ready
+            self.execution_state = "starting"
         try:
             running = yield self._launcher.launch(
                 self.kernel_id, self.spec_name, self.spec, self._env, self._cwd, connection_info
@@ -316,7 +317,7 @@ class Kernel:
 
     def _check_ready(self) -> None:
         if self._ready is not None and not self._ready.called and self._iopub_seen and self._info_seen:
-            if self.execution_state == "starting":
+            if self.execution_state in ("starting", "restarting"):
                 self.execution_state = "idle"
             self._ready.callback(None)
 
