@@ -30,6 +30,9 @@ def cors_headers(settings: CorsSettings, origin: str | None) -> list[tuple[str, 
     allow_origin = settings.allow_origin or origin or ""
     if allow_origin:
         headers.append(("Access-Control-Allow-Origin", allow_origin))
+    if not settings.allow_origin and origin:
+        # The value echoes the request, so caches must key on Origin.
+        headers.append(("Vary", "Origin"))
     for name, value in (
         ("Access-Control-Allow-Credentials", settings.allow_credentials),
         ("Access-Control-Allow-Headers", settings.allow_headers),

@@ -60,7 +60,9 @@ class GatewayResource(Resource):
     def render(self, request: IRequest) -> Any:
         segments = [s.decode("utf-8", "replace") for s in request.postpath]
         origin = _header(request, b"origin")
-        for name, value in cors_headers(self._cors, origin):
+        admitted = origin_allowed(self._cors, origin, _header(request, b"host"))
+        # A refused Origin is never echoed back, so a browser cannot read the refusal either.
+        for name, value in cors_headers(self._cors, origin if admitted else None):
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
         if tuple(segments[: len(self._base)]) != self._base:
             return write_error(request, HTTPError(404))
@@ -68,7 +70,7 @@ class GatewayResource(Resource):
         mount = self._mount_for(below_base)
         if mount is None:
             return write_error(request, HTTPError(404))
-        if not origin_allowed(self._cors, origin, _header(request, b"host")):
+        if not admitted:
             if (_header(request, b"upgrade") or "").lower() == "websocket":
                 return write_error(request, HTTPError(403, "Cross origin websockets not allowed"))
             return write_error(request, HTTPError(404))
