@@ -20,6 +20,7 @@ from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
 from kgd.kernels.policy import InvalidKernelRequest, validate_env
 from kgd.kernels.service import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
+from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
 from kgd.web.errors import HTTPError
 from kgd.web.json import json_response, read_json_object
 from kgd.web.routes import install_error_handlers
@@ -43,11 +44,13 @@ class KernelsAPI:
 
     app = Klein()
     install_error_handlers(app)
+    install_session_routes(app, lambda api: api.sessions)
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.kernels = gateway.kernels
         self.specs = gateway.specs
+        self.sessions = SessionsAPI(gateway)
 
     # -- helpers -------------------------------------------------------------
 
