@@ -9,28 +9,37 @@ browsers must for WebSockets) never reaches the log.  ``Authorization`` and
 
 from __future__ import annotations
 
+import re
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 
 log = Logger(namespace="kgd.access")
 
-_SECRET_QUERY_NAMES = {"token"}
+_SECRET_QUERY_NAMES = {b"token"}
+# twisted.web splits arguments on both "&" and ";", and takes everything after
+# the first "?" (a "#" included) as the query: the log must read it the same way.
+_ARGUMENT_SEPARATORS = re.compile(rb"([&;])")
 
 
 def redact_uri(uri: bytes) -> str:
-    """The request URI with any ``token`` query value replaced by ``[secret]``."""
-    text = uri.decode("latin-1")
-    parts = urlsplit(text)
-    if not parts.query:
-        return text
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(name in _SECRET_QUERY_NAMES for name, _ in pairs):
-        return text
-    cleaned = [(name, "[secret]" if name in _SECRET_QUERY_NAMES else value) for name, value in pairs]
-    return urlunsplit(parts._replace(query=urlencode(cleaned, safe="[]")))
+    """The request URI with every ``token`` query value replaced by ``[secret]``.
+
+    Arguments are found exactly as ``twisted.web.http.parse_qs`` finds them
+    for the auth check, so any value the server would accept as a token is
+    redacted; everything else is kept byte for byte.
+    """
+    path, question, query = uri.partition(b"?")
+    if not question:
+        return uri.decode("latin-1")
+    pieces = _ARGUMENT_SEPARATORS.split(query)
+    for index in range(0, len(pieces), 2):
+        name, equals, _ = pieces[index].partition(b"=")
+        if equals and unquote_to_bytes(name.replace(b"+", b" ")) in _SECRET_QUERY_NAMES:
+            pieces[index] = name + b"=[secret]"
+    return (path + b"?" + b"".join(pieces)).decode("latin-1")
 
 
 class GatewayRequest(Request):
