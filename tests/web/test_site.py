@@ -1,0 +1,92 @@
+"""Tests for kgd.web.site: the access log never shows a token."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http import parse_qs
+from twisted.web.resource import Resource
+from twisted.web.test.requesthelper import DummyChannel
+
+from kgd.web.site import GatewayRequest, GatewaySite, redact_uri
+
+SECRET = "SeCrEt"
+
+# Query values as a client might write them, percent-encoded or not; never containing the marker.
+VALUES = st.lists(st.sampled_from(["a", "b", "=", "&", "%", "+", ";", "?", "#", "/", "1", "%C3%A9", "%FF", "%20"]), max_size=6).map("".join)
+NAMES = st.sampled_from(["token", "tok%65n", "session", "t", "Token", "x"])
+
+
+def token_values(uri: str) -> list[str]:
+    """The ``token`` query values as twisted.web hands them to the auth check."""
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return [v.decode("latin-1") for v in parse_qs(query.encode("latin-1"), 1).get(b"token", [])]
+
+
+@st.composite
+def uris(draw) -> str:
+    path = draw(st.sampled_from(["/api/kernels/abc/channels", "/", "/api", "/a%20b"]))
+    pairs = []
+    for _ in range(draw(st.integers(0, 4))):
+        pairs.append(f"{draw(NAMES)}={draw(VALUES)}")
+    secret = SECRET + draw(st.text(alphabet="xyz0-_.~", max_size=6))
+    value = draw(st.sampled_from([secret, quote(secret, safe=""), secret.replace("r", "%72")]))
+    pairs.insert(draw(st.integers(0, len(pairs))), f"{draw(st.sampled_from(['token', 'tok%65n']))}={value}")
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class RedactUriTests(SynchronousTestCase):
+    def test_token_replaced(self) -> None:
+        """The token value becomes [secret]; the path and other arguments stay readable."""
+        self.assertEqual(
+            redact_uri(b"/api/kernels/k/channels?session_id=s1&token=abc123"),
+            "/api/kernels/k/channels?session_id=s1&token=[secret]",
+        )
+
+    def test_separators_as_twisted_reads_them(self) -> None:
+        """A token after ';' or after a '#' in the query is redacted: twisted.web accepts both as a token."""
+        self.assertEqual(redact_uri(b"/api?session_id=1;token=abc"), "/api?session_id=1;token=[secret]")
+        self.assertEqual(redact_uri(b"/api?x=#&token=abc"), "/api?x=#&token=[secret]")
+        self.assertEqual(redact_uri(b"/api?tok%65n=abc&to+ken=x"), "/api?tok%65n=[secret]&to+ken=x")
+
+    def test_without_token_unchanged(self) -> None:
+        """A URI without a token query argument is logged exactly as received."""
+        for uri in (b"/api/kernels", b"/api?x=1&y=%20", b"/a?tokenish=1"):
+            self.assertEqual(redact_uri(uri), uri.decode())
+
+    @given(uris())
+    def test_token_never_survives(self, uri: str) -> None:
+        """Whatever else the URI holds, no token value the server would accept appears in the redacted form."""
+        redacted = redact_uri(uri.encode("latin-1"))
+        self.assertNotIn(SECRET, redacted)
+        self.assertNotIn(SECRET, unquote(redacted))
+        self.assertTrue(all(value == "[secret]" for value in token_values(redacted)))
+        self.assertEqual(redacted.split("?")[0], uri.split("?")[0])
+
+
+class AccessLogTests(SynchronousTestCase):
+    def test_access_log_event(self) -> None:
+        """Each finished request is one structured event with method, redacted path and status; no header values."""
+        site = GatewaySite(Resource())
+        request = GatewayRequest(DummyChannel(), False)
+        request.method = b"GET"
+        request.uri = b"/api/kernels?token=abc123"
+        request.path = b"/api/kernels"
+        request.requestHeaders.addRawHeader(b"authorization", b"token hdr-secret-123")
+        request.setResponseCode(401)
+        with capturedLogs() as events:
+            site.log(request)
+        (event,) = [e for e in events if e.get("event") == "http_request"]
+        self.assertEqual((event["method"], event["path"], event["status"]), ("GET", "/api/kernels?token=[secret]", 401))
+        self.assertGreaterEqual(event["duration_ms"], 0)
+        flattened = repr(event)
+        self.assertNotIn("abc123", flattened)
+        self.assertNotIn("hdr-secret-123", flattened)
+
+    def test_no_tracebacks_shown(self) -> None:
+        """The site never renders tracebacks to clients."""
+        self.assertFalse(GatewaySite(Resource()).displayTracebacks)
