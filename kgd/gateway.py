@@ -23,6 +23,9 @@ class Gateway:
     specs: KernelSpecs
     reactor: Any
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Services a personality needs running (e.g. a kernel pool); the daemon
+    #: starts them after the kernels service and stops them before it.
+    services: list[Any] = field(default_factory=list)
 
     def url(self, *segments: str) -> str:
         """An absolute path below the base URL, e.g. ``url("api", "kernels", kid)``."""

@@ -141,6 +141,8 @@ def makeService(
     kernels.setServiceParent(top)
     gateway = Gateway(config, kernels, specs, reactor)
     site = build_site(gateway)
+    for service in gateway.services:
+        service.setServiceParent(top)
     for description in config.listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     log.info(

@@ -8,6 +8,7 @@ twistd has installed the reactor it was asked for (``-r asyncio`` too).
 from __future__ import annotations
 
 from twisted.application.service import IService
+from twisted.python.usage import UsageError
 
 from kgd.options import Options
 
@@ -18,4 +19,9 @@ def makeService(options: Options) -> IService:
     """Build the daemon's service tree from parsed options."""
     from kgd.service import makeService as make
 
-    return make(options.config)
+    try:
+        return make(options.config)
+    except UsageError as error:
+        # A setting only the service can check (the seed notebook, say):
+        # one line on stderr and exit status 1, before anything listens.
+        raise SystemExit(f"twistd kgd: {error}") from None

@@ -1,0 +1,103 @@
+"""Assemble notebook-http for a gateway: seed notebook, endpoints, kernel pool, routes.
+
+Everything that can be checked before kgd listens is checked here, so a
+misconfiguration stops the daemon with one line instead of serving errors:
+a missing ``--seed-uri``, an unreadable notebook, a notebook without
+endpoints (the reference's ``No endpoints were discovered...``), a
+kernelspec that does not exist (unless ``--force-kernel-name`` names one
+that does) and a ``--static-path`` that is not a folder.  These raise
+``UsageError``, which twistd's boundary (``kgd.tap``) reports and exits on.
+
+The pool is added to ``gateway.services``, so it starts after the kernels
+service and stops before it: queued requests fail at once on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.usage import UsageError
+from twisted.web.resource import IResource
+
+from kgd.gateway import Gateway
+from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
+from kgd.personalities.notebook_http.execution import KernelExecutor
+from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook
+from kgd.personalities.notebook_http.pool import KernelPool
+from kgd.personalities.notebook_http.routes import NotebookRoutes, PublicFolder
+from kgd.personalities.notebook_http.swagger import swagger_json
+
+log = Logger()
+
+NO_SEED_MESSAGE = (
+    "notebook-http needs --seed-uri (KG_SEED_URI): the notebook whose annotated cells define the API"
+)
+
+
+def build_api(gateway: Gateway) -> IResource:
+    """The notebook-http resource for ``gateway``; raises ``UsageError`` on bad settings."""
+    config = gateway.config
+    if not config.seed_uri:
+        raise UsageError(NO_SEED_MESSAGE)
+    try:
+        notebook = load_seed_notebook(config.seed_uri)
+    except SeedNotebookError as error:
+        raise UsageError(str(error)) from None
+    endpoints = parse_notebook(notebook.content, mode=config.cell_parser)
+    try:
+        endpoints.require()
+    except NoEndpointsError as error:
+        raise UsageError(str(error)) from None
+    for warning in endpoints.warnings:
+        log.warn("notebook-http: {warning}", warning=warning)
+    spec_name = config.force_kernel_name or notebook.kernel_name or gateway.specs.default_name
+    try:
+        gateway.specs.get(spec_name)
+    except LookupError:
+        raise UsageError(
+            f"No such kernel named {spec_name} (the seed notebook's kernelspec); "
+            "install it or choose one with --force-kernel-name"
+        ) from None
+    public = None
+    if config.static_path:
+        if not os.path.isdir(config.static_path):
+            raise UsageError(f"--static-path {config.static_path!r} is not a folder")
+        public = PublicFolder(os.path.abspath(config.static_path))
+    for endpoint in endpoints.endpoints:
+        log.info(
+            "Registering resource: {path}, methods: ({methods})",
+            path=endpoint.path,
+            methods=list(endpoint.methods),
+        )
+    pool = KernelPool(
+        max(1, config.prespawn_count or 1),
+        lambda: _start_member(gateway, spec_name, endpoints),
+        gateway.reactor,
+    )
+    gateway.services.append(pool)
+    routes = NotebookRoutes(
+        endpoints,
+        pool,
+        swagger=swagger_json(endpoints, config.seed_uri).encode("utf-8"),
+        source=notebook.raw if config.allow_notebook_download else None,
+        public=public,
+        auth_token=config.auth_token,
+        request_timeout=config.request_timeout,
+    )
+    return routes.app.resource()
+
+
+@defer.inlineCallbacks
+def _start_member(gateway: Gateway, spec_name: str, endpoints: Endpoints) -> Any:
+    """Start one pool kernel and run the notebook's seed cells on it."""
+    kernel = yield gateway.kernels.start_kernel(spec_name)
+    executor = KernelExecutor(kernel, gateway.reactor, shutdown_kernel=gateway.kernels.shutdown_kernel)
+    try:
+        yield executor.seed(endpoints.seed_cells)
+    except Exception as error:
+        executor.retire(f"seeding failed: {error}")
+        raise
+    return executor

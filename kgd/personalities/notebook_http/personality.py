@@ -1,0 +1,35 @@
+"""The notebook-http personality: a notebook's annotated cells served as an HTTP API.
+
+A plugin object only; the seed notebook, the kernel pool and the Klein
+routes are built when the resource is asked for, after twistd has installed
+its reactor (see ``kgd.personalities.notebook_http.api``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from kgd.interfaces import IPersonality
+
+
+@implementer(IPlugin, IPersonality)
+class NotebookHttpPersonality:
+    """``# GET /path`` cells become endpoints, run on a pool of seeded kernels."""
+
+    name = "notebook-http"
+
+    def resource(self, gateway: Any) -> Any:
+        from kgd.personalities.notebook_http.api import build_api
+
+        return build_api(gateway)
+
+    def is_public(self, segments: list[str]) -> bool:
+        """Files below ``/public/`` need no token, as in the reference.
+
+        When no ``--static-path`` is set the routes check the token
+        themselves for that prefix, so endpoints never become public.
+        """
+        return len(segments) > 1 and segments[0] == "public"

@@ -1,0 +1,188 @@
+"""The notebook-http routes (Klein): endpoints from the notebook, and the reference's extras.
+
+* every path goes to one catch-all route, which resolves it with
+  ``Endpoints.match``: an unknown path is a 404 and a known path with
+  another verb a 405 with ``Allow``, both answered at once, before any
+  kernel is involved (the reference made a 405 wait for a free kernel);
+* a matched endpoint builds ``REQUEST`` (a body that does not decode as its
+  Content-Type is a 400, again before any kernel), then runs on a pool
+  kernel; the kernel's output becomes the response;
+* ``GET /_api/spec/swagger.json``: the spec, built once at startup;
+* ``GET /_api/source`` with ``--allow-notebook-download``: the notebook's
+  bytes as read at startup;
+* ``/public/...`` with ``--static-path``: files of that folder, without a
+  token (``is_public`` of the personality).  Without a static path that
+  prefix is an ordinary endpoint path, and the token is checked here.
+
+Token, Origin and CORS are the gateway's (``GatewayResource``), applied
+before these routes.  Paths are matched raw (undecoded) below the mount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from klein import Klein
+from twisted.internet import defer
+from twisted.web import http, static
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
+from kgd.personalities.notebook_http.execution import KernelExecutor, KernelLost
+from kgd.personalities.notebook_http.outputs import HTTPResponse
+from kgd.personalities.notebook_http.pool import KernelPool, PoolUnavailable, RequestTimeout
+from kgd.personalities.notebook_http.request import (
+    BadRequestBody,
+    assignment_code,
+    build_request,
+    request_json,
+)
+from kgd.web import auth
+from kgd.web.errors import HTTPError, write_error
+from kgd.web.routes import install_error_handlers
+
+_NO_BODY = frozenset({http.NO_CONTENT, http.NOT_MODIFIED})
+
+
+class _ErrorPage(Resource):
+    """A JSON error for any method, in the gateway's one error shape."""
+
+    isLeaf = True
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self._status = status
+
+    def render(self, request: IRequest) -> bytes:
+        return write_error(request, HTTPError(self._status))
+
+
+class PublicFolder(static.File):
+    """``--static-path`` as served below ``/public/``: files only.
+
+    As in the reference, a directory is a 403 (no listing, no index page);
+    a missing file is a JSON 404.  ``..`` and encoded slashes never leave
+    the folder (``FilePath.child`` refuses them).
+    """
+
+    indexNames: list[str] = []
+    childNotFound = _ErrorPage(http.NOT_FOUND)
+    forbidden = _ErrorPage(http.FORBIDDEN)
+
+    def directoryListing(self) -> Resource:
+        return self.forbidden
+
+
+def route_path(request: IRequest) -> bytes:
+    """The raw request path below the personality's mount, e.g. ``b"/hello/x%20y"``."""
+    segments = request.path.split(b"/")[1:]
+    return b"/" + b"/".join(segments[len(request.prepath) :])
+
+
+def header_pairs(request: IRequest) -> list[tuple[bytes, bytes]]:
+    """The request headers as (name, value) pairs, repeats kept."""
+    return [(name, value) for name, values in request.requestHeaders.getAllRawHeaders() for value in values]
+
+
+class NotebookRoutes:
+    """The HTTP API a seed notebook declares, served from a kernel pool."""
+
+    app = Klein()
+    install_error_handlers(app)
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        pool: KernelPool[KernelExecutor],
+        *,
+        swagger: bytes,
+        source: bytes | None = None,
+        public: IResource | None = None,
+        auth_token: str = "",
+        request_timeout: float = 0.0,
+    ) -> None:
+        self.endpoints = endpoints
+        self.pool = pool
+        self._swagger = swagger
+        self._source = source
+        self._public = public
+        self._auth_token = auth_token
+        self._request_timeout = request_timeout
+
+    @app.route("/_api/spec/swagger.json", methods=["GET"])
+    def swagger(self, request: IRequest) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return self._swagger
+
+    @app.route("/_api/source", methods=["GET"])
+    def source(self, request: IRequest) -> bytes:
+        if self._source is None:
+            raise HTTPError(404)
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        return self._body(request, self._source, etag=True)
+
+    @app.route("/", branch=True)
+    def endpoint(self, request: IRequest) -> Any:
+        path = route_path(request)
+        if path.startswith(b"/public/"):
+            if self._public is not None:
+                request.prepath.append(request.postpath.pop(0))
+                return self._public
+            if not auth.is_authorized(
+                self._auth_token, request.getHeader(b"authorization"), (request.args or {}).get(b"token", [])
+            ):
+                raise HTTPError(401)
+        found = self.endpoints.match(request.method.decode("latin-1"), path)
+        if isinstance(found, MethodNotAllowed):
+            raise HTTPError(405, headers=[("Allow", ", ".join(found.allowed))])
+        if not isinstance(found, Match):
+            raise HTTPError(404)
+        content = request.content.read() if request.content is not None else b""
+        try:
+            fields = build_request(
+                body=content,
+                query=request.uri.partition(b"?")[2],
+                headers=header_pairs(request),
+                path_params=found.path_params,
+                gateway_token=self._auth_token or None,
+            )
+        except BadRequestBody as error:
+            raise HTTPError(400, str(error)) from None
+        assignment = assignment_code(self.endpoints.language, request_json(fields))
+        answered = self.pool.serve(
+            lambda executor: executor.respond(assignment, found.source, found.response_source),
+            self._request_timeout,
+        )
+        return answered.addCallbacks(lambda response: self._respond(request, response), _as_http_error)
+
+    def _respond(self, request: IRequest, response: HTTPResponse) -> bytes:
+        request.setResponseCode(response.status)
+        for name, value in response.headers:
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        etag = request.method == b"GET" and response.status == http.OK and response.header("etag") is None
+        return self._body(request, response.body, etag=etag)
+
+    def _body(self, request: IRequest, body: bytes, *, etag: bool) -> bytes:
+        """Finish with ``body``: a sha1 ETag (and 304) as tornado gave GETs, and a Content-Length."""
+        if etag and request.setETag(b'"%s"' % hashlib.sha1(body).hexdigest().encode()) == http.CACHED:
+            return b""
+        if request.code in _NO_BODY:
+            return b""
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return body
+
+
+def _as_http_error(failure: Any) -> Any:
+    """Turn a pool or kernel failure into the client's error; anything else stays a 500."""
+    error = failure.value
+    if isinstance(error, RequestTimeout):
+        raise HTTPError(504, str(error))
+    if isinstance(error, PoolUnavailable):
+        raise HTTPError(503, str(error))
+    if isinstance(error, KernelLost):
+        raise HTTPError(500, f"The kernel stopped while running the request ({error}); it is being replaced")
+    if isinstance(error, defer.CancelledError):
+        return None  # the client went away; nothing to answer
+    return failure
