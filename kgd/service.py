@@ -25,6 +25,7 @@ from twisted.logger import Logger
 import kgd
 from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IZmqSockets
+from kgd.kernels.dispatching import make_launcher, warn_about_provisioners
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.service import Kernels
 from kgd.kernels.specs import KernelSpecs
@@ -126,9 +127,10 @@ def makeService(
         sockets = TxZmqSockets()
     SocketsService(sockets).setServiceParent(top)
     specs = specs or KernelSpecs(config.default_kernel_name)
+    warn_about_provisioners(specs, reactor)
     kernels = Kernels(
         specs,
-        launcher or LocalLauncher(reactor, runtime.path),
+        launcher or make_launcher(reactor, runtime.path, LocalLauncher(reactor, runtime.path)),
         sockets,
         reactor,
         force_name=config.force_kernel_name,

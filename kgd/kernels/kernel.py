@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSocket, IZmqSockets
 from kgd.kernels import messages
 from kgd.kernels.channels import channel_url
+from kgd.kernels.policy import InvalidKernelRequest
 
 log = Logger()
 
@@ -255,6 +256,8 @@ class Kernel:
             running = yield self._launcher.launch(
                 self.kernel_id, self.spec_name, self.spec, self._env, self._cwd, connection_info
             )
+        except InvalidKernelRequest:
+            raise  # the request's own fault (a 400), e.g. an env value a provisioner refuses
         except Exception as error:
             raise KernelStartError(f"Kernel {self.spec_name} could not be launched: {error}") from error
         self.running = running

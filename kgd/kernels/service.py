@@ -159,7 +159,7 @@ class Kernels(Service):
                 event="kernel_start_failed",
             )
             yield kernel.shutdown()
-            if isinstance(error, KernelStartError):
+            if isinstance(error, (KernelStartError, InvalidKernelRequest)):
                 raise
             raise KernelStartError(str(error)) from error
         finally:

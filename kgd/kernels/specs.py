@@ -23,6 +23,19 @@ class UnknownKernelSpec(LookupError):
         self.name = name
 
 
+class ProvisionerNotInstalled(UnknownKernelSpec):
+    """The kernelspec exists but names a kernel provisioner that is not installed."""
+
+    def __init__(self, name: str, provisioner: str) -> None:
+        LookupError.__init__(
+            self,
+            f"Kernel {name} cannot be started: it needs the kernel provisioner {provisioner}, "
+            "which is not installed on the gateway",
+        )
+        self.name = name
+        self.provisioner = provisioner
+
+
 class ResourceNotFound(LookupError):
     """A kernelspec resource that is missing or lies outside the spec's directory."""
 
@@ -56,7 +69,20 @@ class KernelSpecs:
         try:
             return self._manager.get_kernel_spec(name)
         except NoSuchKernel:
-            raise UnknownKernelSpec(name) from None
+            raise self._missing(name) from None
+
+    def _missing(self, name: str) -> UnknownKernelSpec:
+        """Why jupyter_client found no spec: none by that name, or its provisioner is not installed."""
+        resource_dir = self._manager.find_kernel_specs().get(name)
+        try:
+            spec = KernelSpec.from_resource_dir(resource_dir) if resource_dir else None
+        except (ValueError, OSError):
+            spec = None
+        stanza = spec.metadata.get("kernel_provisioner") if spec is not None else None
+        provisioner = stanza.get("provisioner_name") if isinstance(stanza, dict) else None
+        if isinstance(provisioner, str) and provisioner:
+            return ProvisionerNotInstalled(name, provisioner)
+        return UnknownKernelSpec(name)
 
     def model(self, name: str) -> SpecModel:
         """The REST model of one spec."""

@@ -1,0 +1,323 @@
+"""Kernels started by a jupyter_client kernel provisioner (remote kernels).
+
+A kernelspec may name a provisioner in ``metadata.kernel_provisioner``:
+gateway-provisioners' Kubernetes, Docker, YARN and SSH provisioners start
+kernels on other machines that way.  ``ProvisionedLauncher`` creates the
+named provisioner through jupyter_client's ``KernelProvisionerFactory``
+(which loads the entry point only now, so a provisioner that cannot even be
+imported harms nothing but its own kernels) and drives its asyncio API from
+Twisted: ``pre_launch``, ``launch_kernel`` and ``post_launch`` on start,
+``poll`` on a ``LoopingCall`` to notice the end, ``send_signal``,
+``terminate``, ``kill`` and ``cleanup`` as ``IRunningKernel`` asks.
+
+Provisioner coroutines await asyncio futures, so they run as asyncio tasks
+on the loop under Twisted's asyncio reactor and come back as Deferreds
+(``Deferred.fromFuture(asyncio.ensure_future(coro))``); ``ensureDeferred``
+would fail at their first awaited future.
+
+jupyter_client 8 hands each provisioner a ``parent``, normally its
+``KernelManager``.  ``ProvisionerParent`` is the smallest real object that
+serves what provisioners read there: the connection-file traits and
+methods (ip, transport, ports, session key, ``write_connection_file``,
+``get_connection_info``), ``cache_ports``, ``format_kernel_cmd`` and the
+transport-encryption policy (always disabled: kgd's ZeroMQ sockets do not
+speak CurveZMQ).  Connection info and provisioner info stay inside kgd:
+they are never part of an API response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from typing import Any, Awaitable, Callable, Mapping
+
+from jupyter_client.connect import ConnectionFileMixin
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
+from jupyter_client.session import Session
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Unicode
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from kgd.interfaces import IKernelLauncher, IRunningKernel
+from kgd.kernels.dispatching import is_asyncio_reactor, provisioner_name
+from kgd.kernels.launcher import kernel_command
+from kgd.kernels.provisioner_env import check_provisioner_env
+
+log = Logger()
+
+Run = Callable[[Awaitable[Any]], "defer.Deferred[Any]"]
+
+
+class ProvisionerError(Exception):
+    """The provisioner a kernelspec names cannot be used (not installed, not importable, wrong reactor) or failed."""
+
+
+def run_on_asyncio(coroutine: Awaitable[Any]) -> defer.Deferred[Any]:
+    """Run a provisioner coroutine as an asyncio task on the reactor's loop; a Deferred of its result."""
+    return defer.Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+class _TwistedLogHandler(logging.Handler):
+    """Sends the provisioners' stdlib log records to kgd's Twisted log."""
+
+    _levels = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = self._levels.get(record.levelno, "error" if record.levelno < logging.CRITICAL else "critical")
+        getattr(log, level)("provisioner: {message}", message=self.format(record), event="provisioner_log")
+
+
+def provisioner_logger() -> logging.Logger:
+    """The stdlib logger provisioners write to, forwarded to the Twisted log (INFO and up)."""
+    logger = logging.getLogger("kgd.provisioners")
+    if not any(isinstance(h, _TwistedLogHandler) for h in logger.handlers):
+        logger.addHandler(_TwistedLogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+class ProvisionerParent(ConnectionFileMixin):
+    """What a provisioner may read on its ``parent``: a KernelManager reduced to one launch.
+
+    Local-style provisioners write the connection file through it (into
+    kgd's private runtime directory, with a fresh key); remote ones only
+    read the transport-encryption policy and may clear the curve keys.
+    """
+
+    kernel_id = Unicode()
+    kernel_spec = AnyTrait()
+    cache_ports = Bool(False)
+    transport_encryption = Unicode("disabled")
+
+    def __init__(self, kernel_id: str, spec: KernelSpec, connection_file: str, **kwargs: Any) -> None:
+        super().__init__(kernel_id=kernel_id, kernel_spec=spec, connection_file=connection_file, **kwargs)
+        self.session = Session(key=secrets.token_hex(32).encode("ascii"), signature_scheme="hmac-sha256")
+
+    def _transport_encryption_policy(self, requested: Any) -> str:
+        """Always 'disabled': the gateway's own ZeroMQ sockets are plain."""
+        return "disabled"
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The kernelspec's argv with its placeholders filled, as KernelManager does."""
+        argv = list(self.kernel_spec.argv) + list(extra_arguments or [])
+        return kernel_command(argv, self.connection_file, self.kernel_spec.resource_dir)
+
+
+@implementer(IRunningKernel)
+class ProvisionedKernel:
+    """A kernel a provisioner launched; it has ended once ``poll()`` returns an exit code."""
+
+    def __init__(
+        self,
+        kernel_id: str,
+        provisioner: Any,
+        parent: ProvisionerParent,
+        connection_info: dict[str, Any],
+        *,
+        clock: IReactorTime,
+        run: Run,
+        poll_interval: float,
+    ) -> None:
+        self.kernel_id = kernel_id
+        self.provisioner = provisioner
+        self._parent = parent
+        self.connection_info = connection_info
+        self.pid: int | None = provisioner.pid if isinstance(provisioner, LocalProvisioner) else None
+        self._run = run
+        self._ended = False
+        self._exit_code: int | None = None
+        self._waiters: list[defer.Deferred[int | None]] = []
+        self._poller = task.LoopingCall(self._poll)
+        self._poller.clock = clock
+        self._poller.start(poll_interval, now=False).addErrback(self._poller_failed)
+
+    def _poll(self) -> defer.Deferred[None]:
+        return self._run(self.provisioner.poll()).addCallbacks(self._polled, self._poll_failed)
+
+    def _polled(self, code: int | None) -> None:
+        if code is not None:
+            # Popen reports death by signal as a negative code; IRunningKernel says None.
+            self._end(code if code >= 0 else None)
+
+    def _poll_failed(self, failure: Any) -> None:
+        log.failure("kernel {kernel_id}: provisioner poll failed", failure, kernel_id=self.kernel_id)
+
+    def _poller_failed(self, failure: Any) -> None:
+        log.failure("kernel {kernel_id}: provisioner polling stopped", failure, kernel_id=self.kernel_id)
+
+    def _end(self, code: int | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._exit_code = code
+        if self._poller.running:
+            self._poller.stop()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(code)
+
+    def whenEnded(self) -> defer.Deferred[int | None]:
+        if self._ended:
+            return defer.succeed(self._exit_code)
+        waiter: defer.Deferred[int | None] = defer.Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _call(self, what: str, coroutine: Awaitable[Any]) -> defer.Deferred[Any]:
+        def failed(failure: Any) -> None:
+            log.failure("kernel {kernel_id}: provisioner {what} failed", failure, kernel_id=self.kernel_id, what=what)
+
+        return self._run(coroutine).addErrback(failed)
+
+    def signal(self, signum: int) -> defer.Deferred[Any] | None:
+        if self._ended:
+            return None
+        return self._call("send_signal", self.provisioner.send_signal(signum))
+
+    def terminate(self) -> defer.Deferred[Any] | None:
+        if self._ended:
+            return None
+        return self._call("terminate", self.provisioner.terminate(restart=False))
+
+    def kill(self) -> defer.Deferred[Any] | None:
+        if self._ended:
+            return None
+        return self._call("kill", self.provisioner.kill(restart=False))
+
+    def cleanup(self) -> defer.Deferred[Any]:
+        """Let the provisioner release what it holds, then drop the connection file."""
+        if self._poller.running:
+            self._poller.stop()
+        done = self._call("cleanup", self.provisioner.cleanup(restart=False))
+        done.addBoth(lambda _: self._parent.cleanup_connection_file())
+        return done
+
+
+@implementer(IKernelLauncher)
+class ProvisionedLauncher:
+    """Launches kernels through the provisioner their kernelspec names."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        runtime_dir: str,
+        *,
+        factory: Callable[[], Any] = KernelProvisionerFactory.instance,
+        run: Run = run_on_asyncio,
+        poll_interval: float = 1.0,
+        require_asyncio: bool = True,
+    ) -> None:
+        self._reactor = reactor
+        self._runtime_dir = runtime_dir
+        self._factory = factory
+        self._run = run
+        self._poll_interval = poll_interval
+        self._require_asyncio = require_asyncio
+
+    def launch(
+        self,
+        kernel_id: str,
+        spec_name: str,
+        spec: KernelSpec,
+        env: Mapping[str, str],
+        cwd: str,
+        connection_info: dict[str, Any] | None = None,
+    ) -> defer.Deferred[IRunningKernel]:
+        name = provisioner_name(spec) or "?"
+        if self._require_asyncio and not is_asyncio_reactor(self._reactor):
+            return defer.fail(
+                ProvisionerError(
+                    f"kernelspec {spec_name} needs the provisioner {name}, which runs only on the asyncio "
+                    "reactor: start the gateway with 'twistd -r asyncio kgd'"
+                )
+            )
+        try:
+            check_provisioner_env(env)
+        except ValueError as error:
+            return defer.fail(error)
+        parent = ProvisionerParent(
+            kernel_id,
+            spec,
+            os.path.join(self._runtime_dir, f"kernel-{kernel_id}.json"),
+            log=provisioner_logger(),
+        )
+        if connection_info is not None:
+            parent.load_connection_info(connection_info)
+        try:
+            provisioner = self._factory().create_provisioner_instance(kernel_id, spec, parent)
+        except Exception as error:
+            log.error(
+                "kernel {kernel_id} ({spec_name}): provisioner {name} is not available: {error}",
+                kernel_id=kernel_id,
+                spec_name=spec_name,
+                name=name,
+                error=f"{type(error).__name__}: {error}",
+                event="provisioner_unavailable",
+            )
+            return defer.fail(ProvisionerError(f"provisioner {name} is not available ({type(error).__name__}: {error})"))
+        return self._run(self._start(provisioner, dict(env), cwd)).addCallbacks(
+            self._started,
+            self._failed,
+            callbackArgs=(kernel_id, spec_name, name, provisioner, parent),
+            errbackArgs=(kernel_id, spec_name, name, provisioner, parent),
+        )
+
+    async def _start(self, provisioner: Any, env: dict[str, str], cwd: str) -> dict[str, Any]:
+        """The launch sequence of jupyter_client's KernelManager, minus the manager."""
+        kwargs = await provisioner.pre_launch(env=env, cwd=cwd)
+        command = kwargs.pop("cmd")
+        info = await provisioner.launch_kernel(command, **kwargs)
+        await provisioner.post_launch(**kwargs)
+        return dict(info)
+
+    def _started(
+        self, info: dict[str, Any], kernel_id: str, spec_name: str, name: str, provisioner: Any, parent: ProvisionerParent
+    ) -> IRunningKernel:
+        running = ProvisionedKernel(
+            kernel_id, provisioner, parent, info, clock=self._reactor, run=self._run, poll_interval=self._poll_interval
+        )
+        if running.pid is not None:
+            where = f"as pid {running.pid}"
+        else:
+            where = f"on {getattr(provisioner, 'assigned_host', '') or info.get('ip', '?')}"
+        log.info(
+            "kernel {kernel_id} ({spec_name}) launched {where} by provisioner {name}",
+            kernel_id=kernel_id,
+            spec_name=spec_name,
+            where=where,
+            name=name,
+            event="kernel_launched",
+        )
+        return running
+
+    @defer.inlineCallbacks
+    def _failed(
+        self, failure: Any, kernel_id: str, spec_name: str, name: str, provisioner: Any, parent: ProvisionerParent
+    ) -> Any:
+        """Undo a failed launch (kill whatever started, release the provisioner's resources), then fail."""
+        log.error(
+            "kernel {kernel_id} ({spec_name}): provisioner {name} failed to launch it: {error}",
+            kernel_id=kernel_id,
+            spec_name=spec_name,
+            name=name,
+            error=f"{failure.type.__name__}: {failure.value}",
+            event="provisioner_launch_failed",
+        )
+        for step in ("kill", "cleanup"):
+            try:
+                if step == "kill" and provisioner.has_process:
+                    yield self._run(provisioner.kill(restart=False))
+                elif step == "cleanup":
+                    yield self._run(provisioner.cleanup(restart=False))
+            except Exception as error:
+                log.warn("kernel {kernel_id}: provisioner {step} after a failed launch: {error}", kernel_id=kernel_id, step=step, error=error)
+        parent.cleanup_connection_file()
+        raise ProvisionerError(f"provisioner {name} failed to launch the kernel ({failure.type.__name__}: {failure.value})")

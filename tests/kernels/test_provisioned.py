@@ -1,0 +1,256 @@
+"""The provisioner-backed launcher: launch sequence, end by polling, signals, cleanup, failures.
+
+A scripted provisioner stands in for a remote one (its coroutines await no
+asyncio future, so ``defer.ensureDeferred`` can drive them under trial's
+reactor); jupyter_client's real ``LocalProvisioner`` checks what
+``ProvisionerParent`` offers a real provisioner.  Time is a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import tempfile
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.provisioning import LocalProvisioner
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from kgd.interfaces import IKernelLauncher, IRunningKernel
+from kgd.kernels.provisioned import ProvisionedLauncher, ProvisionerError, ProvisionerParent
+from kgd.kernels.provisioner_env import UnsafeProvisionerEnv
+
+INFO = {
+    "transport": "tcp",
+    "ip": "10.0.0.7",
+    "shell_port": 1,
+    "iopub_port": 2,
+    "stdin_port": 3,
+    "hb_port": 4,
+    "control_port": 5,
+    "key": b"remote-key",
+    "signature_scheme": "hmac-sha256",
+}
+
+
+def remote_spec(provisioner: str = "scripted-provisioner") -> KernelSpec:
+    """A kernelspec naming a provisioner, as gateway-provisioners' spec tools write them."""
+    return KernelSpec(
+        argv=["python", "launch.py", "--kernel-id", "{kernel_id}"],
+        display_name="Remote",
+        language="python",
+        metadata={"kernel_provisioner": {"provisioner_name": provisioner, "config": {}}},
+    )
+
+
+class ScriptedProvisioner:
+    """Records every call; ``exit_code`` is what ``poll`` reports (None while running)."""
+
+    def __init__(self, kernel_id: str, kernel_spec: KernelSpec, parent: Any, fail_launch: bool = False) -> None:
+        self.kernel_id = kernel_id
+        self.kernel_spec = kernel_spec
+        self.parent = parent
+        self.calls: list[tuple[Any, ...]] = []
+        self.exit_code: int | None = None
+        self.fail_launch = fail_launch
+        self.has_process = False
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("pre_launch", kwargs))
+        return dict(kwargs, cmd=list(self.kernel_spec.argv))
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("launch_kernel", cmd, kwargs))
+        self.has_process = True
+        if self.fail_launch:
+            raise RuntimeError("the cluster said no")
+        return dict(INFO)
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        self.calls.append(("post_launch",))
+
+    async def poll(self) -> int | None:
+        self.calls.append(("poll",))
+        return self.exit_code
+
+    async def send_signal(self, signum: int) -> None:
+        self.calls.append(("send_signal", signum))
+
+    async def terminate(self, restart: bool = False) -> None:
+        self.calls.append(("terminate", restart))
+
+    async def kill(self, restart: bool = False) -> None:
+        self.calls.append(("kill", restart))
+
+    async def cleanup(self, restart: bool = False) -> None:
+        self.calls.append(("cleanup", restart))
+
+
+class ScriptedFactory:
+    """A KernelProvisionerFactory stand-in that makes ScriptedProvisioners (or refuses, as for a missing one)."""
+
+    def __init__(self, fail_launch: bool = False, refuse: Exception | None = None) -> None:
+        self.made: list[ScriptedProvisioner] = []
+        self.fail_launch = fail_launch
+        self.refuse = refuse
+
+    def create_provisioner_instance(self, kernel_id: str, spec: KernelSpec, parent: Any) -> ScriptedProvisioner:
+        if self.refuse is not None:
+            raise self.refuse
+        provisioner = ScriptedProvisioner(kernel_id, spec, parent, self.fail_launch)
+        self.made.append(provisioner)
+        return provisioner
+
+
+class ProvisionedLauncherTests(unittest.TestCase):
+    """Launching through a provisioner and living with the result."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.runtime = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.runtime, True)
+
+    def launcher(self, factory: ScriptedFactory, **kwargs: Any) -> ProvisionedLauncher:
+        kwargs.setdefault("require_asyncio", False)
+        return ProvisionedLauncher(
+            self.clock, self.runtime, factory=lambda: factory, run=defer.ensureDeferred, poll_interval=2.0, **kwargs
+        )
+
+    def launch(self, factory: ScriptedFactory, env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        launcher = self.launcher(factory, **kwargs)
+        return launcher.launch("k-1", "remote", remote_spec(), env or {"KERNEL_USERNAME": "ada"}, "/srv")
+
+    def test_launch_sequence(self) -> None:
+        """pre_launch gets the env and cwd as data, launch_kernel its command, then post_launch; the kernel's info is the provisioner's."""
+        factory = ScriptedFactory()
+        self.assertTrue(verifyObject(IKernelLauncher, self.launcher(factory)))
+        running = self.successResultOf(self.launch(factory, {"KERNEL_USERNAME": "ada lovelace", "PATH": "/bin"}))
+        self.assertTrue(verifyObject(IRunningKernel, running))
+        provisioner = factory.made[0]
+        self.assertEqual(
+            provisioner.calls[:3],
+            [
+                ("pre_launch", {"env": {"KERNEL_USERNAME": "ada lovelace", "PATH": "/bin"}, "cwd": "/srv"}),
+                ("launch_kernel", ["python", "launch.py", "--kernel-id", "{kernel_id}"], {"env": {"KERNEL_USERNAME": "ada lovelace", "PATH": "/bin"}, "cwd": "/srv"}),
+                ("post_launch",),
+            ],
+        )
+        self.assertEqual(running.connection_info, INFO)
+        self.assertIsNone(running.pid, "a remote kernel has no local pid")
+        self.assertIsInstance(provisioner.parent, ProvisionerParent)
+        self.assertEqual(provisioner.parent.kernel_id, "k-1")
+
+    def test_ends_when_poll_reports_an_exit(self) -> None:
+        """whenEnded fires once poll() returns a code, checked every poll interval; polling then stops."""
+        factory = ScriptedFactory()
+        running = self.successResultOf(self.launch(factory))
+        provisioner = factory.made[0]
+        ended = running.whenEnded()
+        self.clock.advance(2.0)
+        self.clock.advance(2.0)
+        self.assertNoResult(ended)
+        self.assertEqual(provisioner.calls.count(("poll",)), 2)
+        provisioner.exit_code = 3
+        self.clock.advance(2.0)
+        self.assertEqual(self.successResultOf(ended), 3)
+        self.assertEqual(self.successResultOf(running.whenEnded()), 3)
+        self.clock.advance(10.0)
+        self.assertEqual(provisioner.calls.count(("poll",)), 3)
+
+    def test_death_by_signal(self) -> None:
+        """A negative (by-signal) code from poll() ends the kernel with None, as IRunningKernel says."""
+        factory = ScriptedFactory()
+        running = self.successResultOf(self.launch(factory))
+        factory.made[0].exit_code = -9
+        self.clock.advance(2.0)
+        self.assertIsNone(self.successResultOf(running.whenEnded()))
+
+    def test_signals_and_cleanup(self) -> None:
+        """signal, terminate, kill and cleanup go to send_signal, terminate, kill and cleanup; nothing is signalled after the end."""
+        factory = ScriptedFactory()
+        running = self.successResultOf(self.launch(factory))
+        provisioner = factory.made[0]
+        running.signal(signal.SIGINT)
+        running.terminate()
+        running.kill()
+        self.assertEqual(provisioner.calls[-3:], [("send_signal", signal.SIGINT), ("terminate", False), ("kill", False)])
+        provisioner.exit_code = 0
+        self.clock.advance(2.0)
+        running.signal(signal.SIGINT)
+        running.kill()
+        self.assertEqual(provisioner.calls[-1], ("poll",))
+        self.successResultOf(running.cleanup())
+        self.assertEqual(provisioner.calls[-1], ("cleanup", False))
+
+    def test_failed_launch_leaves_nothing(self) -> None:
+        """A launch that fails kills what started, releases the provisioner's resources and fails with the provisioner's reason."""
+        factory = ScriptedFactory(fail_launch=True)
+        failure = self.failureResultOf(self.launch(factory), ProvisionerError)
+        self.assertIn("scripted-provisioner", str(failure.value))
+        self.assertIn("the cluster said no", str(failure.value))
+        self.assertEqual(factory.made[0].calls[-2:], [("kill", False), ("cleanup", False)])
+        self.assertEqual(os.listdir(self.runtime), [])
+
+    def test_unavailable_provisioner(self) -> None:
+        """A provisioner the factory cannot make (not registered, fails to import) is a clear ProvisionerError."""
+        factory = ScriptedFactory(refuse=ModuleNotFoundError("Kernel provisioner 'scripted-provisioner' has not been registered."))
+        failure = self.failureResultOf(self.launch(factory), ProvisionerError)
+        self.assertIn("provisioner scripted-provisioner is not available", str(failure.value))
+
+    def test_needs_asyncio_reactor(self) -> None:
+        """On another reactor nothing is created and the error says to run twistd -r asyncio."""
+        factory = ScriptedFactory()
+        failure = self.failureResultOf(self.launch(factory, require_asyncio=True), ProvisionerError)
+        self.assertIn("twistd -r asyncio kgd", str(failure.value))
+        self.assertEqual(factory.made, [])
+
+    def test_unsafe_env_never_reaches_the_provisioner(self) -> None:
+        """A KERNEL_* value with shell syntax is refused (a 400) before any provisioner exists."""
+        factory = ScriptedFactory()
+        failure = self.failureResultOf(self.launch(factory, {"KERNEL_USERNAME": 'x"; touch /tmp/pwned; "'}), UnsafeProvisionerEnv)
+        self.assertIn("KERNEL_USERNAME", str(failure.value))
+        self.assertEqual(factory.made, [])
+
+
+class ProvisionerParentTests(unittest.TestCase):
+    """What ProvisionerParent gives a real provisioner: jupyter_client's LocalProvisioner prepares a launch with it."""
+
+    def test_local_provisioner_pre_launch(self) -> None:
+        """LocalProvisioner writes a private connection file through the parent and gets a command pointing at it."""
+        runtime = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, runtime)
+        spec = KernelSpec(argv=["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], language="python", display_name="p")
+        path = os.path.join(runtime, "kernel-k-2.json")
+        parent = ProvisionerParent("k-2", spec, path)
+        provisioner = LocalProvisioner(kernel_id="k-2", kernel_spec=spec, parent=parent)
+        kwargs = self.successResultOf(defer.ensureDeferred(provisioner.pre_launch(env={"KERNEL_X": "1"}, cwd=runtime)))
+        self.addCleanup(parent.cleanup_connection_file)
+        self.assertEqual(kwargs["cmd"][1:], ["-m", "ipykernel_launcher", "-f", path])
+        self.assertEqual(kwargs["env"]["KERNEL_X"], "1")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        with open(path) as f:
+            written = json.load(f)
+        self.assertEqual(written["key"].encode(), provisioner.connection_info["key"])
+        self.assertEqual(len(written["key"]), 64)
+        self.assertEqual(written["ip"], "127.0.0.1")
+        self.assertTrue(all(written[f"{c}_port"] > 0 for c in ("shell", "iopub", "stdin", "hb", "control")))
+
+    def test_reuses_connection_info(self) -> None:
+        """Loaded with an earlier launch's info (a restart), the parent writes the same ports and key."""
+        runtime = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, runtime)
+        spec = KernelSpec(argv=["python", "-f", "{connection_file}"], language="python", display_name="p")
+        parent = ProvisionerParent("k-3", spec, os.path.join(runtime, "kernel-k-3.json"))
+        earlier = dict(INFO, ip="127.0.0.1", key=b"k" * 64)
+        parent.load_connection_info(earlier)
+        parent.write_connection_file()
+        self.addCleanup(parent.cleanup_connection_file)
+        info = parent.get_connection_info()
+        self.assertEqual({k: info[k] for k in earlier}, earlier)
