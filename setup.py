@@ -35,6 +35,8 @@ setup(
         "klein>=23.5,<25",
         "ipykernel>=6.29,<8",
         "multipart>=1.1,<3",
+        "prometheus_client>=0.20,<1",
+        "PyYAML>=6,<7",
     ],
     extras_require={
         "test": [

@@ -3,11 +3,19 @@
 Only the options are imported here; the service (and with it Klein, txzmq
 and the reactor they bind to) is imported inside ``makeService``, after
 twistd has installed the reactor it was asked for (``-r asyncio`` too).
+
+``--log-format json`` is applied here, at the twistd boundary: the returned
+service sets a JSON-lines ``ILogObserver`` component on the application it
+is added to, which twistd uses instead of its text observer.
 """
 
 from __future__ import annotations
 
-from twisted.application.service import IService
+import sys
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import ILogObserver
 from twisted.python.usage import UsageError
 
 from kgd.options import Options
@@ -20,7 +28,27 @@ def makeService(options: Options) -> IService:
     from kgd.service import makeService as make
 
     try:
-        return make(options.config)
+        service = make(options.config)
+    if getattr(options.config, "log_format", "text") == "json":
+        from kgd.logs import JsonLinesObserver
+
+        return ApplicationLogging(service, JsonLinesObserver(sys.stdout))
+    return service
+
+
+class ApplicationLogging(MultiService):
+    """Wraps the daemon so that twistd's application logs through ``observer``."""
+
+    def __init__(self, service: IService, observer: Any) -> None:
+        super().__init__()
+        self.observer = observer
+        service.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        set_component = getattr(parent, "setComponent", None)
+        if set_component is not None:
+            set_component(ILogObserver, self.observer)
+        super().setServiceParent(parent)
     except UsageError as error:
         # A setting only the service can check (the seed notebook, say):
         # one line on stderr and exit status 1, before anything listens.

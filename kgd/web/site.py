@@ -13,6 +13,7 @@ import re
 import time
 from urllib.parse import unquote_to_bytes
 
+from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 
@@ -42,6 +43,21 @@ def redact_uri(uri: bytes) -> str:
     return (path + b"?" + b"".join(pieces)).decode("latin-1")
 
 
+def route_of(request: Request) -> str:
+    """The route that answered: a Klein rule such as ``/api/kernels/<kernel_id>``,
+    the fixed path of a leaf resource, or ``unmatched``; never a concrete id."""
+    mapper = getattr(IKleinRequest(request), "mapper", None)
+    if mapper is not None:
+        try:
+            rule, _ = mapper.match(return_rule=True)
+        except Exception:
+            return "unmatched"
+        return str(rule.rule)
+    if request.code == 404 or not request.prepath:
+        return "unmatched"
+    return "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.prepath)
+
+
 class GatewayRequest(Request):
     """A request that remembers when it arrived, for the access log."""
 
@@ -66,6 +82,7 @@ class GatewaySite(Site):
             "{method} {path} {status} {duration_ms:.1f}ms",
             method=request.method.decode("latin-1"),
             path=redact_uri(request.uri),
+            route=route_of(request),
             status=request.code,
             duration_ms=duration * 1000,
             bytes=request.sentLength,

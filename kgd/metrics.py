@@ -1,0 +1,155 @@
+"""Prometheus metrics for one daemon, in a registry of its own.
+
+Most numbers are derived from the structured log events kgd already emits
+(``event="kernel_started"``, ``"kernel_restarted"``, ``"kernel_died"``,
+``"kernel_start_failed"``, ``"http_request"``): ``Metrics`` is a log observer,
+so the metrics and the log can never disagree and the kernel and web layers
+need no knowledge of Prometheus.  Two things are read when scraped instead:
+kernels running by kernelspec and open WebSocket connections (from
+``Kernels``), and the notebook-http queue depth (from a callable its pool
+registers).  The WebSocket relay is the hot path and too busy for log
+events: it calls ``message_relayed(channel, direction, nbytes)`` directly.
+
+``MetricsService`` attaches the observer to a log publisher while the
+daemon runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any, Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from twisted.application.service import Service
+from twisted.logger import ILogObserver, LogPublisher
+from zope.interface import implementer
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Kernel start takes seconds; requests take milliseconds.
+_START_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _KernelsCollector:
+    """Reads the running kernels when scraped."""
+
+    def __init__(self, kernels: Callable[[], Iterable[Any]]) -> None:
+        self._kernels = kernels
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        kernels = list(self._kernels())
+        running = GaugeMetricFamily("kgd_kernels_running", "Kernels running, by kernelspec", labels=["kernelspec"])
+        for name, count in sorted(Tally(k.spec_name for k in kernels).items()):
+            running.add_metric([name], count)
+        yield running
+        yield GaugeMetricFamily(
+            "kgd_websocket_connections",
+            "Open channels WebSocket connections",
+            value=sum(getattr(k, "connections", 0) for k in kernels),
+        )
+
+
+@implementer(ILogObserver)
+class Metrics:
+    """Every metric of one daemon; call it with log events, scrape it with ``exposition()``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.kernel_starts = Counter("kgd_kernel_starts", "Kernels started", ["kernelspec"], registry=r)
+        self.kernel_start_failures = Counter(
+            "kgd_kernel_start_failures", "Kernels that failed to start", ["kernelspec"], registry=r
+        )
+        self.kernel_restarts = Counter(
+            "kgd_kernel_restarts", "Kernel restarts, asked for or after a death", ["kernelspec", "reason"], registry=r
+        )
+        self.kernel_deaths = Counter("kgd_kernel_deaths", "Unexpected kernel process deaths", ["kernelspec"], registry=r)
+        self.kernel_start_seconds = Histogram(
+            "kgd_kernel_start_seconds",
+            "Time from launch to a kernel answering kernel_info",
+            ["kernelspec"],
+            buckets=_START_BUCKETS,
+            registry=r,
+        )
+        self.ws_messages = Counter(
+            "kgd_websocket_messages", "Messages relayed over channels WebSockets", ["channel", "direction"], registry=r
+        )
+        self.ws_bytes = Counter(
+            "kgd_websocket_bytes", "Bytes relayed over channels WebSockets", ["channel", "direction"], registry=r
+        )
+        self.http_requests = Counter(
+            "kgd_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
+        self.http_seconds = Histogram(
+            "kgd_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            buckets=_HTTP_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "kgd_notebook_http_queue_depth", "notebook-http requests waiting for a kernel", registry=r
+        )
+
+    # -- sources read when scraped ---------------------------------------------
+
+    def watch_kernels(self, kernels: Callable[[], Iterable[Any]]) -> None:
+        """Report kernels by kernelspec and WebSocket connections from ``kernels()`` at each scrape."""
+        self.registry.register(_KernelsCollector(kernels))
+
+    def watch_queue_depth(self, depth: Callable[[], float]) -> None:
+        """Report the notebook-http queue depth as ``depth()`` at each scrape."""
+        self.queue_depth.set_function(depth)
+
+    # -- the WebSocket relay -----------------------------------------------------
+
+    def message_relayed(self, channel: str, direction: str, nbytes: int) -> None:
+        """Count one message on ``channel`` going ``direction`` ("in" from a client, "out" to one)."""
+        self.ws_messages.labels(channel, direction).inc()
+        self.ws_bytes.labels(channel, direction).inc(nbytes)
+
+    # -- log events --------------------------------------------------------------
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Update the metrics a log event stands for; other events are ignored."""
+        kind = event.get("event")
+        if kind == "http_request":
+            route = event.get("route") or "unmatched"
+            method = str(event.get("method", ""))
+            self.http_requests.labels(method, route, str(event.get("status", ""))).inc()
+            self.http_seconds.labels(method, route).observe(float(event.get("duration_ms", 0.0)) / 1000)
+            return
+        spec = str(event.get("spec_name", ""))
+        if kind == "kernel_started":
+            self.kernel_starts.labels(spec).inc()
+            if "duration_ms" in event:
+                self.kernel_start_seconds.labels(spec).observe(float(event["duration_ms"]) / 1000)
+        elif kind == "kernel_start_failed":
+            self.kernel_start_failures.labels(spec).inc()
+        elif kind == "kernel_restarted":
+            self.kernel_restarts.labels(spec, str(event.get("reason", "request"))).inc()
+        elif kind == "kernel_died":
+            self.kernel_deaths.labels(spec).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+class MetricsService(Service):
+    """Feeds log events to ``Metrics`` while the daemon runs."""
+
+    def __init__(self, metrics: Metrics, publisher: LogPublisher) -> None:
+        self._metrics = metrics
+        self._publisher = publisher
+
+    def startService(self) -> None:
+        super().startService()
+        self._publisher.addObserver(self._metrics)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self._publisher.removeObserver(self._metrics)
