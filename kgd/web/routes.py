@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from kgd.web.errors import HTTPError, write_error
 
@@ -28,7 +29,9 @@ def install_error_handlers(app: Klein) -> None:
     def http_error(instance: Any, request: IRequest, failure: Failure) -> bytes:
         return write_error(request, failure.value)
 
-    @app.handle_errors(NotFound)
+    # werkzeug "redirects" a path with an empty segment (``//``) to its merged
+    # form; the gateway's routes are exact, as the reference's, so it is a 404.
+    @app.handle_errors(NotFound, RequestRedirect)
     def not_found(instance: Any, request: IRequest, failure: Failure) -> bytes:
         return write_error(request, HTTPError(404))
 
