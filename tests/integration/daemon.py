@@ -69,8 +69,20 @@ class _DaemonProtocol(protocol.ProcessProtocol):
 class Daemon:
     """One kgd process for a test, with its log, port and kernel PIDs."""
 
-    def __init__(self, args: Sequence[str] = (), env: Mapping[str, str] | None = None, listen: str | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        listen: str | None = None,
+        *,
+        wrapper: Sequence[str] = (),
+        inherit_fds: Mapping[int, int] | None = None,
+    ) -> None:
+        """``wrapper`` is a command line that execs the daemon's (as ``systemd-socket-activate``
+        does); ``inherit_fds`` maps child fd numbers to open fds of the test (fd 3 = a listening socket)."""
         self.args = list(args)
+        self.wrapper = list(wrapper)
+        self.inherit_fds = dict(inherit_fds or {})
         self.extra_env = dict(env or {})
         self.listen = listen or "tcp:0:interface=127.0.0.1"
         self.log = b""
@@ -115,9 +127,12 @@ class Daemon:
         env.update(self.extra_env)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        argv = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "kgd", "--listen", self.listen, *self.args]
+        argv = [*self.wrapper, sys.executable, "-c", TWISTD, "-n", "--pidfile=", "kgd", "--listen", self.listen, *self.args]
         self._protocol = _DaemonProtocol(self)
-        self.transport = reactor.spawnProcess(self._protocol, sys.executable, argv, env=env, path=REPO_ROOT)
+        child_fds = {0: "w", 1: "r", 2: "r", **self.inherit_fds}
+        self.transport = reactor.spawnProcess(
+            self._protocol, argv[0], argv, env=env, path=REPO_ROOT, childFDs=child_fds
+        )
         self._protocol.ended.addBoth(self._ended)
 
         def timed_out(failure: Failure) -> Failure:
