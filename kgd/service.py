@@ -2,9 +2,12 @@
 
 A ``MultiService`` whose children start in order and stop in reverse:
 
-1. the runtime directory (connection files) and the ZeroMQ context,
+1. the runtime directory (connection files), the ZeroMQ context and the
+   metrics' log observer,
 2. ``Kernels``, which shuts every kernel down when it stops,
-3. one ``strports`` listener per ``--listen`` description, serving the site.
+3. one ``strports`` listener per ``--listen`` description, serving the site,
+4. ``NotifyService``, which tells systemd READY=1 once the listeners are up
+   and every readiness condition holds, and STOPPING=1 first thing on stop.
 
 So on SIGTERM the listeners close first, then every kernel is shut down,
 then the sockets and the runtime directory go.  Collaborators (launcher,
@@ -20,7 +23,7 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 
 import kgd
 from kgd.gateway import Gateway
@@ -29,9 +32,13 @@ from kgd.kernels.dispatching import make_launcher, warn_about_provisioners
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.service import Kernels
 from kgd.kernels.specs import KernelSpecs
+from kgd.metrics import Metrics, MetricsService
 from kgd.options import GatewayConfig
 from kgd.personalities import available_personalities
+from kgd.readiness import Readiness
+from kgd.systemd import Notifier, NotifyService
 from kgd.web.cors import CorsSettings
+from kgd.web.ops import ops_mounts
 from kgd.web.resource import GatewayResource, Mount
 from kgd.web.site import GatewaySite
 
@@ -92,7 +99,7 @@ def build_site(gateway: Gateway) -> GatewaySite:
     """
     config = gateway.config
     personalities = available_personalities()
-    mounts = []
+    mounts = ops_mounts(gateway)
     for index, name in enumerate(config.api):
         personality = personalities[name]
         prefix = () if index == 0 else (name,)
@@ -126,6 +133,9 @@ def makeService(
 
         sockets = TxZmqSockets()
     SocketsService(sockets).setServiceParent(top)
+    metrics, readiness = Metrics(), Readiness()
+    MetricsService(metrics, globalLogPublisher).setServiceParent(top)
+    notifier = Notifier.from_environment(os.environ)
     specs = specs or KernelSpecs(config.default_kernel_name)
     warn_about_provisioners(specs, reactor)
     kernels = Kernels(
@@ -141,12 +151,15 @@ def makeService(
         shutdown_wait=config.shutdown_wait_time,
     )
     kernels.setServiceParent(top)
-    gateway = Gateway(config, kernels, specs, reactor)
+    metrics.watch_kernels(kernels.list)
+    gateway = Gateway(config, kernels, specs, reactor, metrics=metrics, readiness=readiness)
     site = build_site(gateway)
     for service in gateway.services:
         service.setServiceParent(top)
+    readiness.expect("listening")
     for description in config.listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
+    NotifyService(notifier, readiness, lambda: len(kernels.list()), reactor).setServiceParent(top)
     log.info(
         "kgd {version} serving {api} on {listen} at base URL {base_url}",
         version=kgd.__version__,

@@ -29,6 +29,10 @@ def makeService(options: Options) -> IService:
 
     try:
         service = make(options.config)
+    except UsageError as error:
+        # A setting only the service can check (the seed notebook, say):
+        # one line on stderr and exit status 1, before anything listens.
+        raise SystemExit(f"twistd kgd: {error}") from None
     if getattr(options.config, "log_format", "text") == "json":
         from kgd.logs import JsonLinesObserver
 
@@ -49,7 +53,3 @@ class ApplicationLogging(MultiService):
         if set_component is not None:
             set_component(ILogObserver, self.observer)
         super().setServiceParent(parent)
-    except UsageError as error:
-        # A setting only the service can check (the seed notebook, say):
-        # one line on stderr and exit status 1, before anything listens.
-        raise SystemExit(f"twistd kgd: {error}") from None

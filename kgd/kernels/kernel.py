@@ -333,6 +333,7 @@ class Kernel:
         log.warn(
             "kernel {kernel_id} died unexpectedly (exit code {code})",
             kernel_id=self.kernel_id,
+            spec_name=self.spec_name,
             code=code,
             event="kernel_died",
         )
@@ -351,7 +352,13 @@ class Kernel:
                 if not self.gone:
                     self._autorestart()
                 return
-            log.info("kernel {kernel_id} restarted after dying", kernel_id=self.kernel_id, event="kernel_restarted")
+            log.info(
+                "kernel {kernel_id} restarted after dying",
+                kernel_id=self.kernel_id,
+                spec_name=self.spec_name,
+                reason="died",
+                event="kernel_restarted",
+            )
             return
         log.error("kernel {kernel_id} is dead: too many restarts", kernel_id=self.kernel_id, event="kernel_dead")
         self.execution_state = "dead"
@@ -377,6 +384,13 @@ class Kernel:
         if self.running is not None:
             yield self._stop_process(self.running, polite=True, restart=True)
         yield self._launch(self.connection_info or None)
+        log.info(
+            "kernel {kernel_id} restarted",
+            kernel_id=self.kernel_id,
+            spec_name=self.spec_name,
+            reason="request",
+            event="kernel_restarted",
+        )
 
     @defer.inlineCallbacks
     def shutdown(self) -> Any:

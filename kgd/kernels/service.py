@@ -146,6 +146,7 @@ class Kernels(Service):
     @defer.inlineCallbacks
     def _start(self, kernel: Kernel) -> Any:
         self._starting[kernel.kernel_id] = kernel
+        began = self._clock.seconds()
         try:
             yield kernel.start()
             for hook in self.prepare_hooks:
@@ -170,9 +171,10 @@ class Kernels(Service):
         self._kernels[kernel.kernel_id] = kernel
         self.started_count += 1
         log.info(
-            "kernel {kernel_id} ({spec_name}) started",
+            "kernel {kernel_id} ({spec_name}) started in {duration_ms:.0f}ms",
             kernel_id=kernel.kernel_id,
             spec_name=kernel.spec_name,
+            duration_ms=(self._clock.seconds() - began) * 1000,
             event="kernel_started",
         )
         return kernel
