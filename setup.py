@@ -24,7 +24,10 @@ setup(
         "kgd.personalities.notebook_http",
         "twisted.plugins",
     ],
-    package_data={"twisted": ["plugins/kgd_plugin.py", "plugins/kgd_personalities.py"]},
+    package_data={
+        "twisted": ["plugins/kgd_plugin.py", "plugins/kgd_personalities.py"],
+        "kgd.personalities.jupyter_websocket": ["openapi.yaml"],
+    },
     install_requires=[
         "twisted[tls]>=23.10,<27",
         "autobahn>=23.1,<27",
@@ -44,6 +47,8 @@ setup(
             "hypothesis>=6.100,<7",
             "websockets>=12,<18",
             "jupyter_server>=2.12,<3",
+            "schemathesis>=4.1,<5",
+            "openapi-spec-validator>=0.7,<1",
         ],
     },
     classifiers=[

@@ -20,6 +20,7 @@ from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
 from kgd.kernels.policy import InvalidKernelRequest, validate_env
 from kgd.kernels.service import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
+from kgd.personalities.jupyter_websocket import openapi
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
 from kgd.web.errors import HTTPError
 from kgd.web.json import json_response, read_json_object
@@ -74,6 +75,18 @@ class KernelsAPI:
     @app.route("/api", methods=["GET"])
     def version(self, request: IRequest) -> bytes:
         return json_response(request, {"version": kgd.__version__})
+
+    # -- the API's own description (public) -----------------------------------
+
+    @app.route("/api/swagger.json", methods=["GET"])
+    def openapi_json(self, request: IRequest) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        return openapi.as_json(self.gateway.config.base_url)
+
+    @app.route("/api/swagger.yaml", methods=["GET"])
+    def openapi_yaml(self, request: IRequest) -> bytes:
+        request.setHeader(b"Content-Type", openapi.YAML_CONTENT_TYPE)
+        return openapi.as_yaml(self.gateway.config.base_url)
 
     # -- kernelspecs ---------------------------------------------------------
 
