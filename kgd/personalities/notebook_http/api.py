@@ -78,6 +78,7 @@ def build_api(gateway: Gateway) -> IResource:
         gateway.reactor,
     )
     gateway.services.append(pool)
+    gateway.metrics.watch_queue_depth(lambda: pool.waiting)
     routes = NotebookRoutes(
         endpoints,
         pool,
