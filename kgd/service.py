@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
+from twisted.internet import defer
 from twisted.logger import Logger, globalLogPublisher
 
 import kgd
@@ -72,6 +73,26 @@ class SocketsService(Service):
         close = getattr(self.sockets, "close", None)
         if close is not None:
             close()
+
+
+class SequentialStop(MultiService):
+    """A MultiService that stops its children one at a time, last started first.
+
+    twisted's MultiService asks every child to stop at once; kgd's children
+    depend on the ones started before them (kernels need the ZeroMQ context
+    to send shutdown_request, and the runtime directory, until each kernel
+    is gone), so each child stops only after the one started after it has
+    finished stopping.
+    """
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        for service in reversed(list(self)):
+            try:
+                yield defer.maybeDeferred(service.stopService)
+            except Exception:
+                log.failure("stopping {service!r} failed", service=service)
 
 
 class CleanExit(Service):
@@ -124,7 +145,7 @@ def makeService(
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    top = MultiService()
+    top = SequentialStop()
     CleanExit(reactor).setServiceParent(top)
     runtime = RuntimeDirectory(config.runtime_dir)
     runtime.setServiceParent(top)
