@@ -1,0 +1,141 @@
+"""Tests for kgd.service.makeService: the daemon's service tree, on a memory reactor.
+
+Nothing listens for real and no kernel process starts: the reactor is a
+MemoryReactorClock whose listening ports record when they stop, and the
+launcher and sockets are the in-memory fakes of ``tests.kernels.fakes``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from treq.testing import StubTreq
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+import kgd
+from kgd.kernels.service import Kernels
+from kgd.options import default_config
+from kgd.service import RuntimeDirectory, makeService
+from kgd.web.site import GatewaySite
+from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
+
+
+class RecordingPort:
+    """A listening port that notes when it stops listening."""
+
+    def __init__(self, port, events: list[str], name: str) -> None:
+        self._port = port
+        self._events = events
+        self._name = name
+
+    def stopListening(self):
+        self._events.append(f"{self._name} stopped")
+        return self._port.stopListening()
+
+    def getHost(self):
+        return self._port.getHost()
+
+
+class RecordingReactor(MemoryReactorClock):
+    """A memory reactor whose TCP ports record stopListening in ``events``."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        listening = super().listenTCP(port, factory, backlog, interface)
+        return RecordingPort(listening, self.events, f"listener {interface}:{port}")
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.events: list[str] = []
+        self.reactor = RecordingReactor(self.events)
+        self.sockets = FakeSockets(self.reactor, self.events)
+        self.launcher = FakeLauncher(self.sockets)
+        kernels_dir = self.mktemp()
+        write_kernelspec(kernels_dir, "python3")
+        self.specs = temporary_specs(kernels_dir)
+
+    def make(self, **changes):
+        config = default_config(**changes)
+        top = makeService(config, self.reactor, launcher=self.launcher, sockets=self.sockets, specs=self.specs)
+        return top
+
+    def stop(self, top) -> None:
+        d = top.stopService()
+        self.reactor.advance(30)
+        self.successResultOf(d)
+
+    def child(self, top, kind):
+        (found,) = [s for s in top if isinstance(s, kind)]
+        return found
+
+    def test_one_listener_per_listen_description(self) -> None:
+        """Each --listen endpoint description gets its own listener, on its port and interface, serving the site."""
+        top = self.make(listen=["tcp:8899:interface=127.0.0.1", r"tcp:0:interface=\:\:1"])
+        self.assertEqual(self.reactor.tcpServers, [])
+        top.startService()
+        self.addCleanup(self.stop, top)
+        servers = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
+        self.assertEqual(servers, [(8899, "127.0.0.1"), (0, "::1")])
+        factories = {id(factory) for _, factory, _, _ in self.reactor.tcpServers}
+        self.assertEqual(len(factories), 1, "every listener serves the same site")
+        self.assertIsInstance(self.reactor.tcpServers[0][1], GatewaySite)
+
+    def test_site_serves_the_api(self) -> None:
+        """The site behind the listeners answers the API at the base URL."""
+        top = self.make(base_url="/gw/")
+        top.startService()
+        self.addCleanup(self.stop, top)
+        site = self.reactor.tcpServers[0][1]
+        treq = StubTreq(site.resource)
+        response = self.successResultOf(treq.get("http://127.0.0.1/gw/api"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.successResultOf(treq.json_content(response)), {"version": kgd.__version__})
+
+    def test_stop_order(self) -> None:
+        """On stop the listeners close first, then every kernel is shut down, then the ZeroMQ context closes."""
+        top = self.make(listen=["tcp:8899:interface=127.0.0.1"])
+        top.startService()
+        kernels = self.child(top, Kernels)
+        started = kernels.start_kernel()
+        self.reactor.advance(0)
+        self.successResultOf(started)
+        self.events.clear()
+        self.stop(top)
+        pid = self.launcher.kernels[0].pid
+        self.assertEqual(
+            self.events, ["listener 127.0.0.1:8899 stopped", f"kernel {pid} ended", "sockets closed"]
+        )
+        self.assertEqual(self.launcher.alive(), [])
+
+    def test_private_runtime_directory(self) -> None:
+        """Without --runtime-dir, connection files go to a fresh 0700 directory that is removed on stop."""
+        top = self.make()
+        runtime = self.child(top, RuntimeDirectory)
+        self.assertTrue(os.path.isdir(runtime.path))
+        self.assertEqual(stat.S_IMODE(os.stat(runtime.path).st_mode), 0o700)
+        top.startService()
+        self.stop(top)
+        self.assertFalse(os.path.exists(runtime.path))
+
+    def test_given_runtime_directory(self) -> None:
+        """A --runtime-dir that does not exist is created 0700, and kept on stop."""
+        path = os.path.join(self.mktemp(), "runtime")
+        top = self.make(runtime_dir=path)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700)
+        top.startService()
+        self.stop(top)
+        self.assertTrue(os.path.isdir(path))
+
+    def test_kernels_configured(self) -> None:
+        """The Kernels service gets the configured limit, forced name and timeouts."""
+        top = self.make(max_kernels=3, force_kernel_name="python3", kernel_start_timeout=7.0)
+        kernels = self.child(top, Kernels)
+        self.assertEqual(kernels.max_kernels, 3)
+        self.assertEqual(kernels.force_name, "python3")
+        self.assertEqual(kernels._start_timeout, 7.0)
