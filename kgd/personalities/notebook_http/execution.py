@@ -50,6 +50,10 @@ class KernelLost(Exception):
     """The kernel died, shut down or was retired while code was running on it."""
 
 
+class GatewayStopping(KernelLost):
+    """The daemon is stopping; the request will not complete."""
+
+
 class SeedError(Exception):
     """A seed cell failed; the message names the cell and the error."""
 
@@ -104,7 +108,7 @@ class KernelExecutor:
         content = {
             "code": code,
             "silent": silent,
-            "store_history": not silent,
+            "store_history": False,
             "user_expressions": {},
             "allow_stdin": False,
             "stop_on_error": False,
@@ -140,17 +144,22 @@ class KernelExecutor:
         run(0)
         return done
 
-    def respond(self, assignment: str, source: str, response_source: str | None) -> defer.Deferred[HTTPResponse]:
+    def respond(
+        self, assignment: str | None, source: str, response_source: str | None
+    ) -> defer.Deferred[HTTPResponse]:
         """Answer one endpoint request: set REQUEST, run the endpoint, then its ResponseInfo.
 
-        The REQUEST assignment (silent) and the endpoint code are sent
-        together: the kernel runs shell requests in order, so this saves a
-        round trip without changing what the cell sees.  ResponseInfo runs
-        only after the endpoint succeeded, as in the reference.
+        ``assignment`` is None when ``source`` already sets REQUEST itself
+        (``request.code_with_request``).  Otherwise the assignment (silent)
+        and the endpoint code are sent together: the kernel runs shell
+        requests in order, so this saves a round trip without changing what
+        the cell sees.  ResponseInfo runs only after the endpoint succeeded,
+        as in the reference.
         """
         assigned: list[ExecutionOutcome] = []
-        # A lost kernel is reported by the endpoint's Deferred, so drop it here.
-        self.execute(assignment, silent=True).addCallbacks(assigned.append, lambda failure: None)
+        if assignment is not None:
+            # A lost kernel is reported by the endpoint's Deferred, so drop it here.
+            self.execute(assignment, silent=True).addCallbacks(assigned.append, lambda failure: None)
         endpoint = self.execute(source)
         result: defer.Deferred[HTTPResponse] = defer.Deferred()
 
@@ -193,9 +202,9 @@ class KernelExecutor:
 
     def close(self) -> None:
         """Detach from the kernel without shutting it down (the daemon is stopping)."""
-        self._lose("the gateway is shutting down")
+        self._lose("the gateway is shutting down", GatewayStopping)
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, error: type[KernelLost] = KernelLost) -> None:
         if self.closed:
             return
         self.kernel.remove_iopub_listener(self._iopub_received)
@@ -205,7 +214,7 @@ class KernelExecutor:
             if execution.grace is not None and execution.grace.active():
                 execution.grace.cancel()
             if not execution.done.called:
-                execution.done.errback(KernelLost(reason))
+                execution.done.errback(error(reason))
         self.lost.callback(reason)
 
     # -- messages --------------------------------------------------------------
@@ -226,7 +235,7 @@ class KernelExecutor:
         elif message.msg_type == "status" and not message.parent_msg_id:
             state = messages.parse_json_part(message.content).get("execution_state")
             if state in _DEATH_STATES:
-                self._lose(f"kernel {self.kernel_id} died")
+                self._lose(f"kernel {self.kernel_id} died; the pool replaces it")
 
     def _shell_received(self, channel: str, message: messages.RawMessage) -> None:
         if channel != "shell" or message.msg_type != "execute_reply":

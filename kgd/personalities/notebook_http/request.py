@@ -50,6 +50,7 @@ __all__ = [
     "HeaderPairs",
     "assignment_code",
     "build_request",
+    "code_with_request",
     "canonical_header_name",
     "headers_to_dict",
     "media_type",
@@ -314,3 +315,28 @@ def assignment_code(language: str | None, request_text: str) -> str:
         escaped = request_text.replace("'", "'\\''")
         return f"REQUEST='{escaped}'"
     return f"REQUEST = {_double_quoted(request_text, _INTERPOLATION_SIGILS.get(name, ''))}"
+
+
+#: Languages whose kernels run ``<assignment>; <comment>`` as the assignment
+#: followed by a comment, where ``;`` ends a statement and ``#`` starts a
+#: line comment.
+_INLINE_LANGUAGES = frozenset({"python"})
+
+
+def code_with_request(language: str | None, request_text: str, source: str, comment_prefix: str) -> str | None:
+    """The endpoint *source* with the ``REQUEST`` assignment put in front of it, or None.
+
+    The kernel then sets ``REQUEST`` and runs the endpoint in one execution
+    instead of two.  This is safe only where the result means exactly the
+    same as the two executions: the source starts with its annotation
+    comment (every endpoint and ResponseInfo cell does), so the assignment
+    goes on that first line before a ``;`` and the comment keeps every line
+    number, the last expression (the ``execute_result``) and cell-level
+    syntax unchanged.  For languages not known to read it that way, None:
+    send :func:`assignment_code` separately.
+    """
+    if (language or "").lower() not in _INLINE_LANGUAGES or comment_prefix != "#":
+        return None
+    if not source.startswith(comment_prefix):
+        return None
+    return f"{assignment_code(language, request_text)}; {source}"

@@ -30,13 +30,14 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
-from kgd.personalities.notebook_http.execution import KernelExecutor, KernelLost
+from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import HTTPResponse
 from kgd.personalities.notebook_http.pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
     assignment_code,
     build_request,
+    code_with_request,
     request_json,
 )
 from kgd.web import auth
@@ -150,9 +151,14 @@ class NotebookRoutes:
             )
         except BadRequestBody as error:
             raise HTTPError(400, str(error)) from None
-        assignment = assignment_code(self.endpoints.language, request_json(fields))
+        language, text = self.endpoints.language, request_json(fields)
+        folded = code_with_request(language, text, found.source, self.endpoints.comment_prefix)
+        if folded is None:
+            assignment, source = assignment_code(language, text), found.source
+        else:
+            assignment, source = None, folded
         answered = self.pool.serve(
-            lambda executor: executor.respond(assignment, found.source, found.response_source),
+            lambda executor: executor.respond(assignment, source, found.response_source),
             self._request_timeout,
         )
         return answered.addCallbacks(lambda response: self._respond(request, response), _as_http_error)
@@ -179,10 +185,10 @@ def _as_http_error(failure: Any) -> Any:
     error = failure.value
     if isinstance(error, RequestTimeout):
         raise HTTPError(504, str(error))
-    if isinstance(error, PoolUnavailable):
+    if isinstance(error, (PoolUnavailable, GatewayStopping)):
         raise HTTPError(503, str(error))
     if isinstance(error, KernelLost):
-        raise HTTPError(500, f"The kernel stopped while running the request ({error}); it is being replaced")
+        raise HTTPError(500, f"The request did not complete: {error}")
     if isinstance(error, defer.CancelledError):
         return None  # the client went away; nothing to answer
     return failure

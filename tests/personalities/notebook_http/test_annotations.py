@@ -519,7 +519,7 @@ class ResourceNotebookTests(SynchronousTestCase):
     def test_all_valid(self) -> None:
         """Every .ipynb under tests/resources validates as nbformat v4."""
         names = sorted(p.name for p in RESOURCES.glob("*.ipynb"))
-        self.assertEqual(len(names), 9)
+        self.assertEqual(len(names), 10)
         for name in names:
             nbformat.validate(load(name))
 

@@ -16,6 +16,7 @@ from kgd.personalities.notebook_http.request import (
     assignment_code,
     build_request,
     canonical_header_name,
+    code_with_request,
     headers_to_dict,
     media_type,
     parse_body,
@@ -322,3 +323,39 @@ class AssignmentCodeTests(SynchronousTestCase):
             return
         code = assignment_code(None, request_json(request))
         self.assertEqual(json.loads(ast.literal_eval(code[len(RHS_PREFIX):])), request)
+
+
+class CodeWithRequestTests(SynchronousTestCase):
+    """The REQUEST assignment folded into the endpoint's own execution."""
+
+    SOURCE = "# GET /hello/:name\nreq = json.loads(REQUEST)\nreq['path']['name']\n"
+
+    def run_python(self, code: str) -> dict[str, object]:
+        namespace: dict[str, object] = {"json": json}
+        exec(compile(code, "<cell>", "exec"), namespace)
+        return namespace
+
+    def test_python_sets_request_before_the_cell(self) -> None:
+        """The cell sees REQUEST, keeps its line count and its last expression."""
+        text = request_json({"path": {"name": 'x"y\\z'}})
+        code = code_with_request("python", text, self.SOURCE, "#")
+        assert code is not None
+        self.assertEqual(code.count("\n"), self.SOURCE.count("\n"))
+        self.assertEqual(self.run_python(code)["req"], {"path": {"name": 'x"y\\z'}})
+        tree = ast.parse(code)
+        self.assertIsInstance(tree.body[-1], ast.Expr)
+
+    def test_other_languages_and_prefixes_are_not_folded(self) -> None:
+        """Anything but Python with a # comment first line keeps two executions."""
+        self.assertIsNone(code_with_request("R", "{}", "# GET /x\n1", "#"))
+        self.assertIsNone(code_with_request(None, "{}", "# GET /x\n1", "#"))
+        self.assertIsNone(code_with_request("python", "{}", "// GET /x\n1", "//"))
+        self.assertIsNone(code_with_request("python", "{}", "x = 1\n# GET /x", "#"))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text())
+    def test_any_request_text_stays_on_the_first_line(self, text: str) -> None:
+        """Whatever the request holds, Python reads it back exactly from the folded code."""
+        code = code_with_request("python", text, "# GET /x\nresult = REQUEST\n", "#")
+        assert code is not None
+        self.assertEqual(self.run_python(code)["result"], text)
