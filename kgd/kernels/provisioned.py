@@ -193,12 +193,11 @@ class ProvisionedKernel:
         return self._call("kill", self.provisioner.kill(restart=False))
 
     def cleanup(self) -> defer.Deferred[Any]:
-        """Let the provisioner release what it holds, then drop the connection file."""
+        """Drop the connection file now (a restart writes the same path next), then let the provisioner release what it holds."""
         if self._poller.running:
             self._poller.stop()
-        done = self._call("cleanup", self.provisioner.cleanup(restart=False))
-        done.addBoth(lambda _: self._parent.cleanup_connection_file())
-        return done
+        self._parent.cleanup_connection_file()
+        return self._call("cleanup", self.provisioner.cleanup(restart=False))
 
 
 @implementer(IKernelLauncher)

@@ -77,10 +77,13 @@ class Daemon:
         *,
         wrapper: Sequence[str] = (),
         inherit_fds: Mapping[int, int] | None = None,
+        twistd_args: Sequence[str] = (),
     ) -> None:
         """``wrapper`` is a command line that execs the daemon's (as ``systemd-socket-activate``
-        does); ``inherit_fds`` maps child fd numbers to open fds of the test (fd 3 = a listening socket)."""
+        does); ``inherit_fds`` maps child fd numbers to open fds of the test (fd 3 = a listening socket);
+        ``twistd_args`` go to twistd itself, before ``kgd`` (``-r asyncio``)."""
         self.args = list(args)
+        self.twistd_args = list(twistd_args)
         self.wrapper = list(wrapper)
         self.inherit_fds = dict(inherit_fds or {})
         self.extra_env = dict(env or {})
@@ -127,7 +130,7 @@ class Daemon:
         env.update(self.extra_env)
         env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
-        argv = [*self.wrapper, sys.executable, "-c", TWISTD, "-n", "--pidfile=", "kgd", "--listen", self.listen, *self.args]
+        argv = [*self.wrapper, sys.executable, "-c", TWISTD, "-n", "--pidfile=", *self.twistd_args, "kgd", "--listen", self.listen, *self.args]
         self._protocol = _DaemonProtocol(self)
         child_fds = {0: "w", 1: "r", 2: "r", **self.inherit_fds}
         self.transport = reactor.spawnProcess(

@@ -1,0 +1,75 @@
+"""Test fixtures for provisioned kernels: entry points, kernelspecs, running code in a kernel.
+
+``provisioner_path(root, {name: "module:Class"})`` writes a ``.dist-info``
+with ``jupyter_client.kernel_provisioners`` entry points into ``root``; a
+daemon with ``root`` on its ``PYTHONPATH`` sees them as installed
+provisioners (jupyter_client's ``LocalProvisioner`` under a test name takes
+kgd's provisioned code path with a real provisioner and a real kernel).
+``execute(connection_file, code)`` runs code in a kernel over its own
+ZeroMQ ports with jupyter_client's blocking client, in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Mapping
+
+from twisted.internet import threads
+
+
+def provisioner_path(root: str, entry_points: Mapping[str, str]) -> str:
+    """Register ``entry_points`` as kernel provisioners of a fake distribution under ``root``; returns ``root``."""
+    info = os.path.join(root, "kgd_test_provisioners-0.dist-info")
+    os.makedirs(info, exist_ok=True)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\nName: kgd-test-provisioners\nVersion: 0\n")
+    with open(os.path.join(info, "entry_points.txt"), "w") as f:
+        f.write("[jupyter_client.kernel_provisioners]\n")
+        for name, target in entry_points.items():
+            f.write(f"{name} = {target}\n")
+    return root
+
+
+def write_kernelspec(jupyter_path: str, name: str, provisioner: str | None, argv: list[str] | None = None) -> str:
+    """An ipykernel kernelspec under ``jupyter_path/kernels/name`` naming ``provisioner`` (or none)."""
+    directory = os.path.join(jupyter_path, "kernels", name)
+    os.makedirs(directory, exist_ok=True)
+    spec: dict[str, Any] = {
+        "argv": argv or [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": name,
+        "language": "python",
+        "metadata": {},
+    }
+    if provisioner is not None:
+        spec["metadata"]["kernel_provisioner"] = {"provisioner_name": provisioner, "config": {}}
+    with open(os.path.join(directory, "kernel.json"), "w") as f:
+        json.dump(spec, f)
+    return directory
+
+
+def _execute_blocking(connection_file: str, code: str, timeout: float) -> str:
+    from jupyter_client import BlockingKernelClient
+
+    client = BlockingKernelClient()
+    client.load_connection_file(connection_file)
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=timeout)
+        output: list[str] = []
+        reply = client.execute_interactive(
+            code,
+            timeout=timeout,
+            output_hook=lambda msg: output.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
+        )
+        if reply["content"]["status"] != "ok":
+            raise AssertionError(f"execution failed: {reply['content']}")
+        return "".join(output)
+    finally:
+        client.stop_channels()
+
+
+def execute(connection_file: str, code: str, timeout: float = 30.0) -> Any:
+    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with its stdout."""
+    return threads.deferToThread(_execute_blocking, connection_file, code, timeout)
