@@ -32,6 +32,9 @@ from kgd.personalities.notebook_http.swagger import swagger_json
 
 log = Logger()
 
+#: Where the pool is found in ``gateway.extras`` (e.g. to exempt its kernels from culling).
+POOL_KEY = "notebook-http-pool"
+
 NO_SEED_MESSAGE = (
     "notebook-http needs --seed-uri (KG_SEED_URI): the notebook whose annotated cells define the API"
 )
@@ -78,6 +81,8 @@ def build_api(gateway: Gateway) -> IResource:
         gateway.reactor,
     )
     gateway.services.append(pool)
+    gateway.extras[POOL_KEY] = pool
+    gateway.readiness.track("notebook-http pool", pool.filled())
     gateway.metrics.watch_queue_depth(lambda: pool.waiting)
     routes = NotebookRoutes(
         endpoints,

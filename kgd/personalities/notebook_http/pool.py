@@ -81,6 +81,7 @@ class KernelPool(Service, Generic[M]):
         self._waiters: deque[defer.Deferred[M]] = deque()
         self._starting = 0
         self._last_failure = ""
+        self._filled: list[defer.Deferred[None]] | None = []
 
     # -- state -------------------------------------------------------------------
 
@@ -93,6 +94,18 @@ class KernelPool(Service, Generic[M]):
     def waiting(self) -> int:
         """Requests queued for a member."""
         return len(self._waiters)
+
+    def holds(self, kernel: Any) -> bool:
+        """True if ``kernel`` (anything with a ``kernel_id``) is one of the pool's."""
+        return any(member.kernel_id == kernel.kernel_id for member in self._members)
+
+    def filled(self) -> defer.Deferred[None]:
+        """Fires once ``size`` members have joined (never, if they cannot start)."""
+        if self._filled is None:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._filled.append(waiter)
+        return waiter
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -124,6 +137,10 @@ class KernelPool(Service, Generic[M]):
         self._members.append(member)
         member.lost.addCallback(lambda reason: self._lost(member, reason))
         log.info("notebook-http: kernel {kernel_id} joined the pool", kernel_id=member.kernel_id)
+        if self._filled is not None and len(self._members) >= self.size:
+            waiters, self._filled = self._filled, None
+            for waiter in waiters:
+                waiter.callback(None)
         self._hand_out(member)
 
     def _start_failed(self, failure: Failure) -> None:
