@@ -16,6 +16,7 @@ from urllib.parse import unquote_to_bytes
 from klein.interfaces import IKleinRequest
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
+from werkzeug.exceptions import HTTPException
 
 log = Logger(namespace="kgd.access")
 
@@ -50,7 +51,7 @@ def route_of(request: Request) -> str:
     if mapper is not None:
         try:
             rule, _ = mapper.match(return_rule=True)
-        except Exception:
+        except HTTPException:  # not found, wrong method, redirect
             return "unmatched"
         return str(rule.rule)
     if request.code == 404 or not request.prepath:

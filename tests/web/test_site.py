@@ -90,3 +90,41 @@ class AccessLogTests(SynchronousTestCase):
     def test_no_tracebacks_shown(self) -> None:
         """The site never renders tracebacks to clients."""
         self.assertFalse(GatewaySite(Resource()).displayTracebacks)
+
+
+class RouteTests(SynchronousTestCase):
+    """The access log's ``route`` names the route template, never a concrete id."""
+
+    def log_of(self, path: bytes, method: bytes = b"GET") -> dict:
+        from klein import Klein
+
+        app = Klein()
+
+        @app.route("/api/kernels/<kernel_id>", methods=["GET"])
+        def kernel(request: object, kernel_id: str) -> bytes:
+            return b"{}"
+
+        site = GatewaySite(app.resource())
+        channel = DummyChannel()
+        channel.site = site
+        request = GatewayRequest(channel, False)
+        request.method = method
+        request.uri = request.path = path
+        request.prepath, request.postpath = [], path.split(b"/")[1:]
+        request.site = site
+        request.sitepath = []
+        request.process()
+        with capturedLogs() as events:
+            site.log(request)
+        (event,) = [e for e in events if e.get("event") == "http_request"]
+        return event
+
+    def test_klein_rule(self) -> None:
+        """A Klein route logs its rule, so every kernel id falls under one label."""
+        event = self.log_of(b"/api/kernels/3f1c2a9e-0000-4000-8000-000000000000")
+        self.assertEqual((event["status"], event["route"]), (200, "/api/kernels/<kernel_id>"))
+
+    def test_unmatched(self) -> None:
+        """A path no route matches, or a method no route allows, is ``unmatched``."""
+        self.assertEqual(self.log_of(b"/nowhere/at/all")["route"], "unmatched")
+        self.assertEqual(self.log_of(b"/api/kernels/k", method=b"POST")["route"], "unmatched")
