@@ -99,6 +99,11 @@ class KernelExecutor:
     def closed(self) -> bool:
         return self.lost.called
 
+    @property
+    def usable(self) -> bool:
+        """False once this executor or its kernel is gone (shut down by someone else, say)."""
+        return not self.closed and not self.kernel.gone
+
     # -- executing -------------------------------------------------------------
 
     def execute(self, code: str, *, silent: bool = False) -> defer.Deferred[ExecutionOutcome]:

@@ -41,6 +41,9 @@ class PoolMember(Protocol):
     kernel_id: str
     lost: defer.Deferred[str]
 
+    @property
+    def usable(self) -> bool: ...
+
     def interrupt(self) -> None: ...
 
     def retire(self, reason: str) -> None: ...
@@ -186,8 +189,12 @@ class KernelPool(Service, Generic[M]):
         """A free member, now or when one is released (FIFO); cancel to leave the queue."""
         if not self.running:
             return defer.fail(PoolUnavailable("The gateway is shutting down"))
-        if self._free:
-            return defer.succeed(self._free.popleft())
+        while self._free:
+            member = self._free.popleft()
+            if member.usable:
+                return defer.succeed(member)
+            # Its kernel went away while it was idle (culled, deleted): replace it.
+            member.retire(f"kernel {member.kernel_id} is gone")
         if not self._members and not self._starting:
             return defer.fail(self._unavailable())
         waiter: defer.Deferred[M] = defer.Deferred(self._leave_queue)

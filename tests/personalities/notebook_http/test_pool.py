@@ -23,12 +23,15 @@ class FakeMember:
         self.lost: defer.Deferred[str] = defer.Deferred()
         self.interrupts = 0
         self.retired: list[str] = []
+        self.usable = True
 
     def interrupt(self) -> None:
         self.interrupts += 1
 
     def retire(self, reason: str) -> None:
-        self.retired.append(reason)
+        """Idempotent, like KernelExecutor.retire: the first reason is the one kept."""
+        if not self.retired:
+            self.retired.append(reason)
         self.close(reason)
 
     def close(self, reason: str = "closed") -> None:
@@ -153,6 +156,15 @@ class FailureTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(waiting), replacement)
         pool.release(member)  # a late release of the dead member is ignored
         self.assertEqual(pool.members, [replacement])
+
+    def test_member_gone_while_idle_is_skipped(self) -> None:
+        """A free member whose kernel went away is replaced, and the request takes the next one."""
+        pool, factory, _ = make_pool(2)
+        first, second = factory.finish_all()
+        first.usable = False
+        self.assertIs(self.successResultOf(pool.acquire()), second)
+        self.assertEqual(first.retired, ["kernel k1 is gone"])
+        self.assertEqual(len(factory.pending), 1)
 
     def test_stop_fails_waiters_and_closes_members(self) -> None:
         """Stopping fails queued requests with PoolUnavailable and detaches every member."""

@@ -227,7 +227,7 @@ class PoolTests(TestCase):
 
 
 class BothPersonalitiesTests(TestCase):
-    """jupyter-websocket at the base URL and notebook-http below /notebook-http/, one daemon."""
+    """jupyter-websocket at the base URL (/gw/) and notebook-http below /gw/notebook-http/, one daemon."""
 
     timeout = 120
 
@@ -238,29 +238,29 @@ class BothPersonalitiesTests(TestCase):
             [
                 "--api", "jupyter-websocket", "--api", "notebook-http",
                 "--seed-uri", notebook("responses.ipynb"), "--prespawn-count", "2",
-                "--allow-origin", "https://app.example",
+                "--allow-origin", "https://app.example", "--base-url", "/gw/",
             ]
         )  # fmt: skip
         self.addCleanup(daemon.stop)
         yield daemon.start()
 
-        self.assertEqual((yield fetch(daemon, "GET", "/api")).status, 200)
-        as_json = yield fetch(daemon, "GET", "/notebook-http/json", headers={"Origin": "https://app.example"})
+        self.assertEqual((yield fetch(daemon, "GET", "/gw/api")).status, 200)
+        as_json = yield fetch(daemon, "GET", "/gw/notebook-http/json", headers={"Origin": "https://app.example"})
         self.assertEqual((as_json.status, as_json.json()), (200, {"hello": "world"}))
         self.assertEqual(as_json.header("Content-Type"), "application/json")
         self.assertEqual(as_json.header("Access-Control-Allow-Origin"), "https://app.example")
-        nothing = yield fetch(daemon, "GET", "/notebook-http/nocontent")
+        nothing = yield fetch(daemon, "GET", "/gw/notebook-http/nocontent")
         self.assertEqual((nothing.status, nothing.body), (204, b""))
-        etag = yield fetch(daemon, "GET", "/notebook-http/etag")
+        etag = yield fetch(daemon, "GET", "/gw/notebook-http/etag")
         self.assertEqual((etag.status, etag.header("ETag"), etag.header("Content-Type")), (200, "1234567890", "application/json"))
-        evil = yield fetch(daemon, "GET", "/notebook-http/json", headers={"Origin": "https://evil.example"})
+        evil = yield fetch(daemon, "GET", "/gw/notebook-http/json", headers={"Origin": "https://evil.example"})
         self.assertNotEqual(evil.status, 200)
         self.assertNotEqual(evil.header("Access-Control-Allow-Origin"), "https://evil.example")
-        spec = yield fetch(daemon, "GET", "/notebook-http/_api/spec/swagger.json")
+        spec = yield fetch(daemon, "GET", "/gw/notebook-http/_api/spec/swagger.json")
         self.assertEqual(sorted(spec.json()["paths"]), ["/etag", "/json", "/nocontent"])
-        self.assertEqual((yield fetch(daemon, "GET", "/json")).status, 404)
+        self.assertEqual((yield fetch(daemon, "GET", "/gw/json")).status, 404)
 
-        both = yield defer.gatherResults([fetch(daemon, "GET", "/notebook-http/json") for _ in range(6)])
+        both = yield defer.gatherResults([fetch(daemon, "GET", "/gw/notebook-http/json") for _ in range(6)])
         self.assertEqual([r.status for r in both], [200] * 6)
 
 
