@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_path
 
 
 class UnknownKernelSpec(LookupError):
@@ -53,11 +54,23 @@ _RESOURCE_PREFIXES = ("logo-",)
 _RESOURCE_NAMES = ("kernel.js", "kernel.css")
 
 
+def kernel_dirs() -> list[str]:
+    """Where jupyter_client looks for kernelspecs, found without importing IPython.
+
+    jupyter_client's default list ends with IPython's ``kernels`` directory,
+    which it finds by importing IPython: with IPython 8 that import alone
+    grows the daemon by about 24 MiB.  The directory is ``$IPYTHONDIR``, else
+    ``~/.ipython``, as IPython itself resolves it.
+    """
+    ipython_dir = os.environ.get("IPYTHONDIR") or os.path.join(os.path.expanduser("~"), ".ipython")
+    return [*jupyter_path("kernels"), os.path.join(os.path.normpath(ipython_dir), "kernels")]
+
+
 class KernelSpecs:
     """Installed kernelspecs, with the gateway's default kernel name."""
 
     def __init__(self, default_name: str = "", manager: KernelSpecManager | None = None) -> None:
-        self._manager = manager or KernelSpecManager()
+        self._manager = manager or KernelSpecManager(kernel_dirs=kernel_dirs())
         self.default_name = default_name or NATIVE_KERNEL_NAME
 
     def names(self) -> list[str]:
