@@ -8,13 +8,15 @@ rest), so the tests see exactly the specs they made.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
 from twisted.trial.unittest import SynchronousTestCase
 
-from kgd.kernels.specs import KernelSpecs, ResourceNotFound, UnknownKernelSpec
+from kgd.kernels.specs import KernelSpecs, ResourceNotFound, UnknownKernelSpec, kernel_dirs
 from tests.kernels.fakes import temporary_specs, write_kernelspec
 
 LOGO = b"\x89PNG fake logo"
@@ -47,6 +49,27 @@ class DiscoveryTests(SpecsTestCase):
         names = KernelSpecs().names()
         self.assertIn("from-path", names)
         self.assertIn(NATIVE_KERNEL_NAME, names)
+
+    def test_same_directories_as_jupyter_client(self) -> None:
+        """kgd searches exactly the directories jupyter_client does, $IPYTHONDIR/kernels included."""
+        ipython_dir = os.path.realpath(self.mktemp())
+        self.patch(os, "environ", {**os.environ, "IPYTHONDIR": ipython_dir})
+        self.assertEqual(kernel_dirs(), KernelSpecManager().kernel_dirs)
+        self.assertEqual(kernel_dirs()[-1], os.path.join(ipython_dir, "kernels"))
+        write_kernelspec(os.path.join(ipython_dir, "kernels"), "from-ipython-dir")
+        self.assertIn("from-ipython-dir", KernelSpecs().names())
+
+    def test_discovery_does_not_import_ipython(self) -> None:
+        """Listing and reading specs does not load IPython into the daemon (about 24 MiB with IPython 8)."""
+        code = (
+            "import sys\n"
+            "from kgd.kernels.specs import KernelSpecs\n"
+            "specs = KernelSpecs()\n"
+            "specs.models()\n"
+            "print('IPython' in sys.modules)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        self.assertEqual(out.stdout.strip(), "False", out.stderr)
 
     def test_default_name(self) -> None:
         """The default kernel name is the configured one, else the native python3."""
