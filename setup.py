@@ -49,7 +49,10 @@ setup(
             "jupyter_server>=2.12,<3",
             "schemathesis>=4.1,<5",
             "openapi-spec-validator>=0.7,<1",
+            "gateway_provisioners>=0.5,<1",
         ],
+        # Remote kernels (Kubernetes, Docker, YARN, SSH) through kernel provisioners; run on twistd -r asyncio.
+        "remote": ["gateway_provisioners>=0.5,<1"],
     },
     classifiers=[
         "Framework :: Twisted",

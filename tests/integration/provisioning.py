@@ -7,6 +7,8 @@ provisioners (jupyter_client's ``LocalProvisioner`` under a test name takes
 kgd's provisioned code path with a real provisioner and a real kernel).
 ``execute(connection_file, code)`` runs code in a kernel over its own
 ZeroMQ ports with jupyter_client's blocking client, in a thread.
+``processes_of(kernel_id)`` finds the processes whose command line names a
+kernel id (what a remote launcher started, when "remote" is this host).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from typing import Any, Mapping
 
 from twisted.internet import threads
+
+from tests.integration.daemon import pid_alive
 
 
 def provisioner_path(root: str, entry_points: Mapping[str, str]) -> str:
@@ -49,7 +53,7 @@ def write_kernelspec(jupyter_path: str, name: str, provisioner: str | None, argv
     return directory
 
 
-def _execute_blocking(connection_file: str, code: str, timeout: float) -> str:
+def _execute_blocking(connection_file: str, code: str, timeout: float) -> tuple[dict[str, Any], str]:
     from jupyter_client import BlockingKernelClient
 
     client = BlockingKernelClient()
@@ -63,13 +67,39 @@ def _execute_blocking(connection_file: str, code: str, timeout: float) -> str:
             timeout=timeout,
             output_hook=lambda msg: output.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
         )
-        if reply["content"]["status"] != "ok":
-            raise AssertionError(f"execution failed: {reply['content']}")
-        return "".join(output)
+        return reply["content"], "".join(output)
     finally:
         client.stop_channels()
 
 
-def execute(connection_file: str, code: str, timeout: float = 30.0) -> Any:
-    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with its stdout."""
+def execute_reply(connection_file: str, code: str, timeout: float = 30.0) -> Any:
+    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with (execute_reply content, stdout)."""
     return threads.deferToThread(_execute_blocking, connection_file, code, timeout)
+
+
+def execute(connection_file: str, code: str, timeout: float = 30.0) -> Any:
+    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with its stdout (fails unless the reply is ok)."""
+
+    def check(result: tuple[dict[str, Any], str]) -> str:
+        content, output = result
+        if content["status"] != "ok":
+            raise AssertionError(f"execution failed: {content}")
+        return output
+
+    return execute_reply(connection_file, code, timeout).addCallback(check)
+
+
+def processes_of(kernel_id: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``kernel_id``."""
+    needle = kernel_id.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return [pid for pid in found if pid_alive(pid)]

@@ -1,0 +1,172 @@
+"""Remote kernels over SSH: gateway-provisioners' distributed-provisioner against a real sshd.
+
+The test starts its own OpenSSH server on 127.0.0.2 (see ``sshd.py``),
+installs the provisioner's Python kernelspec with gateway-provisioners' own
+``jupyter-ssh-spec`` tool into a temporary JUPYTER_PATH, and runs kgd on the
+asyncio reactor with the provisioner pointed at that server (``GP_SSH_PORT``,
+``HOME`` with the client key and known_hosts, the response address on
+loopback).  Real ipykernel kernels then start through SSH, run code,
+are interrupted and restarted through the provisioner's listener, and are
+gone after DELETE and after the daemon stops.  Skipped only when sshd or
+gateway_provisioners is not installed (the reason says how to install them).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from tests.integration.daemon import Client, Daemon, poll_until
+from tests.integration.provisioning import execute, execute_reply, processes_of
+from tests.integration.sshd import HOST, SshServer, free_port, missing
+
+MODEL_KEYS = {"id", "name", "last_activity", "execution_state", "connections"}
+
+
+def install_ssh_kernelspec(prefix: str) -> str:
+    """Install gateway-provisioners' SSH Python kernelspec under ``prefix`` with its own tool; returns the JUPYTER_PATH entry."""
+    tool = os.path.join(os.path.dirname(sys.executable), "jupyter-ssh-spec")
+    subprocess.run(
+        [tool, "install", "--prefix", prefix, "--remote-hosts", HOST, "--log-level", "ERROR"],
+        check=True,
+        capture_output=True,
+    )
+    path = os.path.join(prefix, "share", "jupyter", "kernels", "ssh_python", "kernel.json")
+    with open(path) as f:
+        spec = json.load(f)
+    # The remote host's Python: here, the one with ipykernel installed.
+    spec["argv"][0] = sys.executable
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return os.path.join(prefix, "share", "jupyter")
+
+
+class DistributedProvisionerTests(unittest.TestCase):
+    """Kernels on an SSH host through kgd."""
+
+    timeout = 180
+    skip = missing()
+
+    @defer.inlineCallbacks
+    def setUp(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="kgd-ssh-")
+        self.addCleanup(shutil.rmtree, self.root, True)
+        jupyter_path = install_ssh_kernelspec(os.path.join(self.root, "prefix"))
+        self.sshd = SshServer(os.path.join(self.root, "sshd"))
+        yield self.sshd.start()
+        self.addCleanup(self.sshd.stop)
+        self.kernel_ids: list[str] = []
+        self.addCleanup(self._kill_leftovers)
+        logs = os.path.join(self.root, "kernel-logs")
+        os.mkdir(logs)
+        self.daemon = Daemon(
+            ["--list-kernels", "--shutdown-wait-time", "2"],
+            env={
+                "JUPYTER_PATH": jupyter_path,
+                "HOME": self.sshd.home,
+                "GP_SSH_PORT": str(self.sshd.port),
+                "GP_REMOTE_USER": "root",
+                "GP_UNAUTHORIZED_USERS": "nobody",
+                "GP_RESPONSE_IP": "127.0.0.1",
+                "GP_RESPONSE_PORT": str(free_port("127.0.0.1")),
+                "GP_KERNEL_LOG_DIR": logs,
+            },
+            twistd_args=("-r", "asyncio"),
+        )
+        yield self.daemon.start()
+        self.addCleanup(self.daemon.stop)
+        self.client = Client(self.daemon)
+
+    def _kill_leftovers(self) -> None:
+        """Safety net: end any process a test kernel left (the assertions have failed by then)."""
+        for kernel_id in self.kernel_ids:
+            for pid in processes_of(kernel_id):
+                os.kill(pid, 9)
+
+    @defer.inlineCallbacks
+    def start_kernel(self) -> defer.Deferred[dict]:
+        status, _, model = yield self.client.request("POST", "/api/kernels", {"name": "ssh_python"})
+        self.assertEqual(status, 201, model)
+        self.kernel_ids.append(model["id"])
+        return model
+
+    def connection_file(self, kernel_id: str) -> str:
+        """The connection file the remote launcher wrote (newest first: a restart writes another)."""
+        files = glob.glob(os.path.join(self.sshd.tmpdir, f"kernel-{kernel_id}_*.json"))
+        files.sort(key=os.path.getmtime)
+        return files[-1]
+
+    @defer.inlineCallbacks
+    def test_kernel_lifecycle_over_ssh(self) -> None:
+        """Start over SSH, run code, interrupt, restart and delete a remote kernel; the API shows no connection info."""
+        model = yield self.start_kernel()
+        kernel_id = model["id"]
+        self.assertEqual(set(model), MODEL_KEYS)
+        self.assertIn(f"kernel {kernel_id} (ssh_python) launched on {HOST} by provisioner distributed-provisioner", self.daemon.log.decode())
+        self.assertIn("Accepted publickey for root", self.sshd.log)
+        remote = processes_of(kernel_id)
+        self.assertTrue(remote, "the launcher and kernel run (on the 'remote' host)")
+
+        connection_file = self.connection_file(kernel_id)
+        with open(connection_file) as f:
+            key = json.load(f)["key"]
+        for path in ("/api/kernels", f"/api/kernels/{kernel_id}"):
+            _, _, body = yield self.client.request("GET", path)
+            self.assertNotIn(key, json.dumps(body))
+            self.assertNotIn("_port", json.dumps(body))
+
+        output = yield execute(connection_file, "import os; print(os.getpid(), 6 * 7)")
+        pid, answer = output.split()
+        self.assertEqual(answer, "42")
+        self.assertIn(int(pid), remote)
+
+        running = execute_reply(connection_file, "import time; time.sleep(120)")
+        yield poll_until(lambda: self._state(kernel_id).addCallback(lambda s: s == "busy"), timeout=30)
+        status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
+        self.assertEqual(status, 204)
+        content, _ = yield running
+        self.assertEqual((content["status"], content.get("ename")), ("error", "KeyboardInterrupt"))
+
+        status, _, restarted = yield self.client.request("POST", f"/api/kernels/{kernel_id}/restart")
+        self.assertEqual(status, 200, restarted)
+        self.assertEqual(restarted["id"], kernel_id)
+        yield poll_until(lambda: not set(remote) & set(processes_of(kernel_id)), timeout=30)
+        output = yield execute(self.connection_file(kernel_id), "print('restarted')")
+        self.assertEqual(output.strip(), "restarted")
+
+        status, _, _ = yield self.client.request("DELETE", f"/api/kernels/{kernel_id}")
+        self.assertEqual(status, 204)
+        yield poll_until(lambda: processes_of(kernel_id) == [], timeout=30)
+
+    @defer.inlineCallbacks
+    def test_unsafe_env_never_reaches_ssh_and_stop_ends_remote_kernels(self) -> None:
+        """A KERNEL_USERNAME with shell syntax is a 400 before any SSH session; stopping kgd ends the remote kernels."""
+        sessions = self.sshd.log.count("Accepted publickey")
+        marker = os.path.join(self.root, "pwned")
+        for value in (f'"; touch {marker}; "', f"$(touch {marker})", f"`touch {marker}`"):
+            status, _, body = yield self.client.request(
+                "POST", "/api/kernels", {"name": "ssh_python", "env": {"KERNEL_USERNAME": value}}
+            )
+            self.assertEqual(status, 400, body)
+            self.assertIn("KERNEL_USERNAME", body["message"])
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual(self.sshd.log.count("Accepted publickey"), sessions, "no SSH session was opened")
+
+        model = yield self.start_kernel()
+        status, _, kernels = yield self.client.request("GET", "/api/kernels")
+        self.assertEqual([k["id"] for k in kernels], [model["id"]])
+        self.assertTrue(processes_of(model["id"]))
+        yield self.daemon.stop()
+        self.assertEqual(self.daemon.exit_code, 0)
+        self.assertEqual(processes_of(model["id"]), [], "no remote kernel process outlives the gateway")
+
+    def _state(self, kernel_id: str) -> defer.Deferred[str]:
+        return self.client.request("GET", f"/api/kernels/{kernel_id}").addCallback(lambda r: r[2]["execution_state"])
