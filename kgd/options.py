@@ -425,6 +425,10 @@ def resolve(
         values["listen"] = [parse_listen(f"tcp:{port}:interface={_escape_endpoint(ip)}")]
     if not values["api"]:
         raise usage.UsageError("--api: no personality named")
+    if values["prespawn_count"] and values["max_kernels"] is not None and values["prespawn_count"] > values["max_kernels"]:
+        raise usage.UsageError(
+            f"--prespawn-count: {values['prespawn_count']} kernels cannot start under --max-kernels {values['max_kernels']}"
+        )
     values["api"] = list(dict.fromkeys(values["api"]))
     return GatewayConfig(values)
 

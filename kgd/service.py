@@ -36,6 +36,7 @@ from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import GatewayConfig
 from kgd.personalities import available_personalities
+from kgd.policies import install_kernel_policies
 from kgd.readiness import Readiness
 from kgd.systemd import Notifier, NotifyService
 from kgd.web.cors import CorsSettings
@@ -129,7 +130,7 @@ def build_site(gateway: Gateway) -> GatewaySite:
         **{field: getattr(config, field, "") or "" for field in CorsSettings.__dataclass_fields__}
     )
     root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
-    return GatewaySite(root)
+    return GatewaySite(root, max_body_size=config.max_body_size)
 
 
 def makeService(
@@ -174,6 +175,7 @@ def makeService(
     kernels.setServiceParent(top)
     metrics.watch_kernels(kernels.list)
     gateway = Gateway(config, kernels, specs, reactor, metrics=metrics, readiness=readiness)
+    install_kernel_policies(gateway)
     site = build_site(gateway)
     for service in gateway.services:
         service.setServiceParent(top)

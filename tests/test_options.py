@@ -238,3 +238,13 @@ class OptionTableTests(unittest.TestCase):
             self.fail(f"README.md has no {TABLE_START} ... {TABLE_END} section; paste `python -m kgd.options` there")
         between = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
         self.assertEqual(between.strip(), settings_table().strip())
+
+
+class CrossSettingTests(unittest.TestCase):
+    """Settings that must agree with each other."""
+
+    def test_prespawn_above_max_kernels(self) -> None:
+        """More prespawned kernels than --max-kernels allows is refused at startup (reference test 23)."""
+        error = self.assertRaises(usage.UsageError, parse, ["--prespawn-count", "3", "--max-kernels", "2"])
+        self.assertEqual(str(error), "--prespawn-count: 3 kernels cannot start under --max-kernels 2")
+        self.assertEqual(parse(["--prespawn-count", "2", "--max-kernels", "2"]).config.prespawn_count, 2)

@@ -41,13 +41,14 @@ class PrespawnPool(Service):
         self._ready: deque[Kernel] = deque()
         self._takers: deque[defer.Deferred[Kernel | None]] = deque()
         self._starting = 0
-        self._first_fill: list[defer.Deferred[Any]] = []
+        self._filled = False
+        self._fill_waiters: list[defer.Deferred[None]] = []
 
     # -- lifecycle -----------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
-        self._first_fill = self._fill()
+        defer.DeferredList(self._fill(), consumeErrors=True).addCallback(self._first_fill_done)
         log.info("prespawning {count} {name} kernels", count=self.size, name=self.kernel_name, event="prespawn")
 
     def stopService(self) -> None:
@@ -58,8 +59,19 @@ class PrespawnPool(Service):
             taker.callback(None)
 
     def filled(self) -> defer.Deferred[None]:
-        """Fires once every kernel of the first fill has started or failed."""
-        return defer.DeferredList(self._first_fill, consumeErrors=True).addCallback(lambda _: None)
+        """Fires once every kernel of the first fill has started or failed (for readiness)."""
+        waiter: defer.Deferred[None] = defer.Deferred()
+        if self._filled:
+            waiter.callback(None)
+        else:
+            self._fill_waiters.append(waiter)
+        return waiter
+
+    def _first_fill_done(self, _: Any) -> None:
+        self._filled = True
+        waiters, self._fill_waiters = self._fill_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     # -- queries -------------------------------------------------------------
 

@@ -77,6 +77,8 @@ class GatewayResource(Resource):
         if request.method == b"OPTIONS":
             request.setResponseCode(200)
             return b""
+        if getattr(request, "body_too_large", False):
+            return write_error(request, HTTPError(413, "The request body is larger than the gateway accepts"))
         route = below_base[len(mount.prefix) :]
         if not mount.is_public(route) and not auth.is_authorized(
             self._auth_token,

@@ -60,11 +60,40 @@ def route_of(request: Request) -> str:
 
 
 class GatewayRequest(Request):
-    """A request that remembers when it arrived, for the access log."""
+    """A request that remembers when it arrived, and stops buffering a body above the site's limit.
+
+    A body larger than ``GatewaySite.max_body_size`` is read and dropped,
+    never kept; ``body_too_large`` tells the root resource to answer 413.
+    """
+
+    body_too_large = False
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         self.started = time.monotonic()
+        self._body_received = 0
+
+    def _body_limit(self) -> int | None:
+        return getattr(getattr(self.channel, "site", None), "max_body_size", None)
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self._body_limit()
+        if limit is not None and length is not None and length > limit:
+            self.body_too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._body_received += len(data)
+        limit = self._body_limit()
+        if limit is not None and self._body_received > limit:
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
 
 
 class GatewaySite(Site):
@@ -72,9 +101,10 @@ class GatewaySite(Site):
 
     requestFactory = GatewayRequest
 
-    def __init__(self, resource, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, resource, *, max_body_size: int | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(resource, **kwargs)
         self.displayTracebacks = False
+        self.max_body_size = max_body_size
 
     def log(self, request: Request) -> None:
         started = getattr(request, "started", None)

@@ -22,6 +22,7 @@ from kgd.kernels.service import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
 from kgd.personalities.jupyter_websocket import openapi
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
+from kgd.policies import prespawn_pool
 from kgd.web.errors import HTTPError
 from kgd.web.json import json_response, read_json_object
 from kgd.web.routes import install_error_handlers
@@ -52,6 +53,7 @@ class KernelsAPI:
         self.kernels = gateway.kernels
         self.specs = gateway.specs
         self.sessions = SessionsAPI(gateway)
+        self.pool = prespawn_pool(gateway)
 
     # -- helpers -------------------------------------------------------------
 
@@ -142,10 +144,15 @@ class KernelsAPI:
             env = validate_env(body["env"]) if "env" in body else None
         except InvalidKernelRequest as error:
             raise HTTPError(400, str(error)) from None
-        try:
-            kernel = await self.kernels.start_kernel(name=name, env=env, path=path, kernel_id=kernel_id)
-        except Exception as error:
-            raise kernel_start_errors(error) from None
+        kernel = None
+        # A prespawned kernel was started with no env, path or id of the request's: hand it out only if none is asked.
+        if self.pool is not None and env is None and not path and kernel_id is None and self.pool.matches(name):
+            kernel = await self.pool.take()
+        if kernel is None:
+            try:
+                kernel = await self.kernels.start_kernel(name=name, env=env, path=path, kernel_id=kernel_id)
+            except Exception as error:
+                raise kernel_start_errors(error) from None
         request.setHeader(b"Location", self.gateway.url("api", "kernels", kernel.kernel_id).encode())
         return json_response(request, kernel.model(), status=201)
 
