@@ -48,7 +48,7 @@ class SchemathesisTests(unittest.TestCase):
             "-c", SCHEMATHESIS, "run", f"{daemon.url}/api/swagger.json",
             "--header", f"Authorization: token {TOKEN}",
             "--checks", CHECKS,
-            "--phases", "coverage,fuzzing",
+            "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", "20261127",
             "--max-examples", "5",
             "--workers", "1",
