@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 
 from jupyter_client.kernelspec import KernelSpec
@@ -24,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
-from kgd.kernels.launcher import NEW_SESSION, LocalKernel, LocalLauncher, kernel_command, kernel_environment
+from kgd.kernels.launcher import NEW_SESSION, TRAMPOLINE, LocalKernel, LocalLauncher, kernel_command, kernel_environment
 
 # Above Linux's maximum pid_max (2**22): kill(-pid) finds no such group.
 FAKE_PID = 2**22 + 4242
@@ -143,18 +144,27 @@ class LocalLauncherTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IRunningKernel, self.launch()))
 
     def test_spawns_through_setsid_trampoline(self) -> None:
-        """The kernel command runs through a python -c trampoline that calls setsid() then execs the kernel."""
+        """The kernel command runs through a site-less python -c trampoline that calls setsid() then execs the kernel."""
         kernel = self.launch()
         (spawned,) = self.reactor.spawned
         self.assertEqual(spawned["executable"], sys.executable)
-        self.assertEqual(spawned["args"][:3], [sys.executable, "-c", NEW_SESSION])
+        self.assertEqual(spawned["args"][:5], [sys.executable, "-I", "-S", "-c", NEW_SESSION])
         self.assertIn("os.setsid()", NEW_SESSION)
         self.assertEqual(
-            spawned["args"][3:], [sys.executable, "-m", "ipykernel_launcher", "-f", kernel.connection_file]
+            spawned["args"][5:], [sys.executable, "-m", "ipykernel_launcher", "-f", kernel.connection_file]
         )
         self.assertEqual(spawned["path"], "/work/dir")
         self.assertTrue(spawned["process"].stdin_closed)
         self.assertEqual(kernel.pid, spawned["process"].pid)
+
+    def test_trampoline_runs_the_command_in_a_new_session(self) -> None:
+        """The trampoline really execs its arguments as the leader of a new session, with the environment untouched."""
+        code = "import os,sys; print(os.getsid(0) == os.getpid(), os.environ.get('KGD_PROBE'), sys.flags.no_site)"
+        out = subprocess.run(
+            [sys.executable, *TRAMPOLINE, sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=60, check=True, env={**os.environ, "KGD_PROBE": "kept"},
+        )
+        self.assertEqual(out.stdout.split(), ["True", "kept", "0"])
 
     def test_environment(self) -> None:
         """The kernel gets the given environment, the spec's env and JPY_PARENT_PID of the daemon."""
