@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import tempfile
 from typing import Any
 
@@ -58,7 +59,7 @@ class AsyncioReactorTests(ProvisionedDaemonCase):
 
     @defer.inlineCallbacks
     def test_provisioned_kernel_lifecycle(self) -> None:
-        """Start, run code, interrupt, restart and delete a kernel launched by a provisioner; the API never shows its connection info."""
+        """Start, run code, interrupt, restart, autorestart after a crash and delete a kernel launched by a provisioner; the API never shows its connection info."""
         daemon = self.daemon(("-r", "asyncio"))
         yield daemon.start()
         self.addCleanup(daemon.stop)
@@ -90,6 +91,12 @@ class AsyncioReactorTests(ProvisionedDaemonCase):
         self.assertEqual(_key(connection_file), key, "a restart keeps the key (and ports)")
         output = yield execute(connection_file, "print('after restart')")
         self.assertEqual(output.strip(), "after restart")
+
+        os.kill(daemon.kernel_pids[-1], signal.SIGKILL)  # a crash: the provisioner's poll notices, kgd restarts it
+        yield poll_until(lambda: len(daemon.kernel_pids) == 3, timeout=30)
+        yield poll_until(lambda: b"restarted after dying" in daemon.log, timeout=30)
+        output = yield execute(connection_file, "print('after a crash')")
+        self.assertEqual(output.strip(), "after a crash")
 
         status, _, _ = yield client.request("DELETE", f"/api/kernels/{model['id']}")
         self.assertEqual(status, 204)

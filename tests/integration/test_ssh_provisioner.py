@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,7 +107,7 @@ class DistributedProvisionerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_kernel_lifecycle_over_ssh(self) -> None:
-        """Start over SSH, run code, interrupt, restart and delete a remote kernel; the API shows no connection info."""
+        """Start over SSH, run code, interrupt, restart, autorestart after a crash and delete a remote kernel; the API shows no connection info."""
         model = yield self.start_kernel()
         kernel_id = model["id"]
         self.assertEqual(set(model), MODEL_KEYS)
@@ -139,8 +140,13 @@ class DistributedProvisionerTests(unittest.TestCase):
         self.assertEqual(status, 200, restarted)
         self.assertEqual(restarted["id"], kernel_id)
         yield poll_until(lambda: not set(remote) & set(processes_of(kernel_id)), timeout=30)
-        output = yield execute(self.connection_file(kernel_id), "print('restarted')")
-        self.assertEqual(output.strip(), "restarted")
+        output = yield execute(self.connection_file(kernel_id), "import os; print(os.getpid())")
+        self.assertIn(int(output), processes_of(kernel_id))
+
+        os.kill(int(output), signal.SIGKILL)  # the remote kernel crashes: poll notices, kgd launches it again
+        yield poll_until(lambda: b"restarted after dying" in self.daemon.log, timeout=60)
+        output = yield execute(self.connection_file(kernel_id), "print('after a crash')")
+        self.assertEqual(output.strip(), "after a crash")
 
         status, _, _ = yield self.client.request("DELETE", f"/api/kernels/{kernel_id}")
         self.assertEqual(status, 204)
