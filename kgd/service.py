@@ -21,7 +21,6 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger, globalLogPublisher
@@ -43,6 +42,7 @@ from kgd.web.cors import CorsSettings
 from kgd.web.ops import ops_mounts
 from kgd.web.resource import GatewayResource, Mount
 from kgd.web.site import GatewaySite
+from kgd.web.tls import listening_services
 
 log = Logger()
 
@@ -180,8 +180,8 @@ def makeService(
     for service in gateway.services:
         service.setServiceParent(top)
     readiness.expect("listening")
-    for description in config.listen:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    for listener in listening_services(config, site, reactor):
+        listener.setServiceParent(top)
     NotifyService(notifier, readiness, lambda: len(kernels.list()), reactor).setServiceParent(top)
     log.info(
         "kgd {version} serving {api} on {listen} at base URL {base_url}",
