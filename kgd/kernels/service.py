@@ -207,7 +207,12 @@ class Kernels(Service):
         self._shutdown(kernel)
 
     def stopService(self) -> defer.Deferred[Any]:
-        """Shut every kernel down, starting ones included, in parallel."""
+        """Shut every kernel down, starting ones included, in parallel.
+
+        Kernels already shutting down are waited for too, so the daemon
+        never exits while one of them may still be running.
+        """
         super().stopService()
+        already = list(self._stopping.values())
         everything = list(self._kernels.values()) + list(self._starting.values())
-        return defer.DeferredList([self._shutdown(k) for k in everything], consumeErrors=True)
+        return defer.DeferredList([self._shutdown(k) for k in everything] + already, consumeErrors=True)

@@ -77,7 +77,7 @@ def build_api(gateway: Gateway) -> IResource:
         )
     pool = KernelPool(
         max(1, config.prespawn_count or 1),
-        lambda: _start_member(gateway, spec_name, endpoints),
+        lambda: _start_member(gateway, spec_name, endpoints, config.kernel_start_timeout),
         gateway.reactor,
     )
     gateway.services.append(pool)
@@ -97,12 +97,12 @@ def build_api(gateway: Gateway) -> IResource:
 
 
 @defer.inlineCallbacks
-def _start_member(gateway: Gateway, spec_name: str, endpoints: Endpoints) -> Any:
-    """Start one pool kernel and run the notebook's seed cells on it."""
+def _start_member(gateway: Gateway, spec_name: str, endpoints: Endpoints, cell_timeout: float) -> Any:
+    """Start one pool kernel and run the notebook's seed cells on it (each within ``cell_timeout``)."""
     kernel = yield gateway.kernels.start_kernel(spec_name)
     executor = KernelExecutor(kernel, gateway.reactor, shutdown_kernel=gateway.kernels.shutdown_kernel)
     try:
-        yield executor.seed(endpoints.seed_cells)
+        yield executor.seed(endpoints.seed_cells, cell_timeout)
     except Exception as error:
         executor.retire(f"seeding failed: {error}")
         raise

@@ -44,6 +44,9 @@ log = Logger()
 
 #: Status values the gateway itself broadcasts when a kernel process died.
 _DEATH_STATES = frozenset({"restarting", "dead"})
+#: The iopub messages an OutputCollector uses; others (execute_input,
+#: display_data...) are dropped without decoding their content.
+_COLLECTED = frozenset({"status", "stream", "execute_result", "error"})
 
 
 class KernelLost(Exception):
@@ -127,24 +130,35 @@ class KernelExecutor:
             self._lose(f"kernel {self.kernel_id} is gone")
         return execution.done
 
-    def seed(self, cells: tuple[str, ...]) -> defer.Deferred[None]:
-        """Run the seed cells in order; fails with ``SeedError`` at the first error."""
+    def seed(self, cells: tuple[str, ...], timeout: float = 0.0) -> defer.Deferred[None]:
+        """Run the seed cells in order; fails with ``SeedError`` at the first error,
+        or when a cell runs longer than ``timeout`` seconds (0: no limit)."""
         done: defer.Deferred[None] = defer.Deferred()
+
+        def describe(index: int) -> str:
+            first_line = cells[index].strip().splitlines()[0][:60] if cells[index].strip() else ""
+            return f"seed cell {index + 1} ({first_line!r})"
 
         def run(index: int) -> None:
             if index == len(cells):
                 done.callback(None)
                 return
-            self.execute(cells[index]).addCallbacks(
-                lambda outcome: checked(index, outcome), done.errback
-            )
+            running = self.execute(cells[index])
+            if timeout > 0:
+                running.addTimeout(timeout, self._clock)
+            running.addCallbacks(lambda outcome: checked(index, outcome), lambda failure: failed(index, failure))
 
         def checked(index: int, outcome: ExecutionOutcome) -> None:
             if outcome.error is not None:
-                first_line = cells[index].strip().splitlines()[0][:60] if cells[index].strip() else ""
-                done.errback(SeedError(f"seed cell {index + 1} ({first_line!r}) failed: {outcome.error.strip()}"))
+                done.errback(SeedError(f"{describe(index)} failed: {outcome.error.strip()}"))
             else:
                 run(index + 1)
+
+        def failed(index: int, failure: Any) -> None:
+            if failure.check(defer.TimeoutError):
+                done.errback(SeedError(f"{describe(index)} ran longer than {timeout:g} s"))
+            else:
+                done.errback(failure)
 
         run(0)
         return done
@@ -229,6 +243,8 @@ class KernelExecutor:
         execution = self._pending.get(parent) if parent else None
         if execution is None:
             self._unsolicited(message)
+            return
+        if message.msg_type not in _COLLECTED:
             return
         if execution.collector.feed(message.msg_type, messages.parse_json_part(message.content)):
             self._finish(parent, execution)

@@ -304,15 +304,30 @@ class NotebookVariantsTests(TestCase):
 
     @defer.inlineCallbacks
     def test_failed_seed_answers_and_stops(self) -> Any:
-        """A failing seed cell: requests get 503 with the error at once, and SIGTERM still stops the daemon."""
-        daemon = yield started(self, "--seed-uri", notebook("failing_seed_api.ipynb"))
-        yield poll_until(lambda: b"could not be started and seeded" in daemon.log)
-        answer = yield fetch(daemon, "GET", "/hello")
-        self.assertEqual(answer.status, 503)
-        self.assertIn("ModuleNotFoundError", answer.json()["message"])
-        self.assertEqual((yield fetch(daemon, "GET", "/nowhere")).status, 404)
-        yield daemon.stop(timeout=15)
-        self.assertEqual(daemon.exit_code, 0)
+        """A failing or never-ending seed cell: requests get 503 with the reason at once,
+        and SIGTERM still stops the daemon with no kernel left."""
+        hanging = os.path.abspath(self.mktemp())
+        os.makedirs(hanging)
+        path = os.path.join(hanging, "hanging_seed.ipynb")
+        with open(notebook("failing_seed_api.ipynb")) as f:
+            content = json.load(f)
+        content["cells"][1]["source"] = ["import time\n", "time.sleep(600)"]
+        with open(path, "w") as f:
+            json.dump(content, f)
+        failing, stuck = yield defer.gatherResults(
+            [
+                started(self, "--seed-uri", notebook("failing_seed_api.ipynb")),
+                started(self, "--seed-uri", path, "--kernel-start-timeout", "4"),
+            ]
+        )
+        for daemon, reason in ((failing, "ModuleNotFoundError"), (stuck, "ran longer than 4 s")):
+            yield poll_until(lambda: b"could not be started and seeded" in daemon.log)
+            answer = yield fetch(daemon, "GET", "/hello")
+            self.assertEqual(answer.status, 503)
+            self.assertIn(reason, answer.json()["message"])
+            self.assertEqual((yield fetch(daemon, "GET", "/nowhere")).status, 404)
+            yield daemon.stop(timeout=15)
+            self.assertEqual(daemon.exit_code, 0)
 
     @defer.inlineCallbacks
     def test_bad_settings_exit_with_one_line(self) -> Any:
