@@ -14,6 +14,7 @@ listens, so twistd exits non-zero with that reason.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -81,6 +82,15 @@ def parse_list(text: str) -> list[str]:
 
 def parse_text(text: str) -> str:
     """Take a string as it is."""
+    return text
+
+
+def parse_regex(text: str) -> str:
+    """Check that a regular expression compiles; kept as text."""
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise ValueError(f"not a regular expression: {text!r} ({error})") from None
     return text
 
 
@@ -211,6 +221,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="SECONDS",
     ),
     Setting("allow-origin", "Access-Control-Allow-Origin value; also admits that Origin", "", env="KG_ALLOW_ORIGIN", metavar="ORIGIN"),
+    Setting(
+        "allow-origin-pat",
+        "regular expression admitting whole Origins (full match), echoed back",
+        "",
+        parse_regex,
+        env="KGD_ALLOW_ORIGIN_PAT",
+        metavar="REGEX",
+    ),
     Setting("allow-methods", "Access-Control-Allow-Methods value", "", env="KG_ALLOW_METHODS", metavar="METHODS"),
     Setting("allow-headers", "Access-Control-Allow-Headers value", "", env="KG_ALLOW_HEADERS", metavar="HEADERS"),
     Setting("allow-credentials", "Access-Control-Allow-Credentials value", "", env="KG_ALLOW_CREDENTIALS", metavar="VALUE"),

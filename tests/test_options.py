@@ -237,7 +237,8 @@ class OptionTableTests(unittest.TestCase):
         if TABLE_START not in text or TABLE_END not in text:
             self.fail(f"README.md has no {TABLE_START} ... {TABLE_END} section; paste `python -m kgd.options` there")
         between = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-        self.assertEqual(between.strip(), settings_table().strip())
+        if between.strip() != settings_table().strip():
+            self.fail("README.md's option table differs from kgd.options.SETTINGS: paste the output of `python -m kgd.options`")
 
 
 class CrossSettingTests(unittest.TestCase):
@@ -248,3 +249,9 @@ class CrossSettingTests(unittest.TestCase):
         error = self.assertRaises(usage.UsageError, parse, ["--prespawn-count", "3", "--max-kernels", "2"])
         self.assertEqual(str(error), "--prespawn-count: 3 kernels cannot start under --max-kernels 2")
         self.assertEqual(parse(["--prespawn-count", "2", "--max-kernels", "2"]).config.prespawn_count, 2)
+
+    def test_origin_pattern_must_compile(self) -> None:
+        """``--allow-origin-pat`` is checked as a regular expression at startup."""
+        self.assertEqual(parse(["--allow-origin-pat", r"https://.*\.example"]).config.allow_origin_pat, r"https://.*\.example")
+        error = self.assertRaises(usage.UsageError, parse, ["--allow-origin-pat", "(unclosed"])
+        self.assertIn("--allow-origin-pat: not a regular expression", str(error))

@@ -3,11 +3,13 @@
 The headers follow the reference gateway's ``KG_ALLOW_*`` settings, with its
 defect fixed: an ``Access-Control-Allow-Origin`` header is sent only when it
 has a value.  The Origin check refuses a request whose ``Origin`` is neither
-the server's own host nor admitted by ``--allow-origin``.
+the server's own host nor admitted by ``--allow-origin`` or, matched whole,
+``--allow-origin-pat``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -17,6 +19,7 @@ class CorsSettings:
     """The ``--allow-*``, ``--expose-headers`` and ``--max-age`` values; empty means unset."""
 
     allow_origin: str = ""
+    allow_origin_pat: str = ""
     allow_methods: str = ""
     allow_headers: str = ""
     allow_credentials: str = ""
@@ -27,10 +30,11 @@ class CorsSettings:
 def cors_headers(settings: CorsSettings, origin: str | None) -> list[tuple[str, str]]:
     """The Access-Control-* headers for a response to a request from ``origin``."""
     headers = []
-    allow_origin = settings.allow_origin or origin or ""
+    echo = bool(origin) and (not settings.allow_origin or _matches_pattern(settings, origin))
+    allow_origin = origin if echo else settings.allow_origin
     if allow_origin:
         headers.append(("Access-Control-Allow-Origin", allow_origin))
-    if not settings.allow_origin and origin:
+    if echo:
         # The value echoes the request, so caches must key on Origin.
         headers.append(("Vary", "Origin"))
     for name, value in (
@@ -53,7 +57,12 @@ def origin_allowed(settings: CorsSettings, origin: str | None, host: str | None)
     """
     if not origin:
         return True
-    if settings.allow_origin == "*" or origin == settings.allow_origin:
+    if settings.allow_origin == "*" or origin == settings.allow_origin or _matches_pattern(settings, origin):
         return True
     origin_host = urlsplit(origin).netloc if "://" in origin else origin
     return bool(host) and origin_host.lower() == (host or "").lower()
+
+
+def _matches_pattern(settings: CorsSettings, origin: str) -> bool:
+    """True if ``--allow-origin-pat`` matches the whole Origin (a prefix match would admit ``trusted.com.evil.com``)."""
+    return bool(settings.allow_origin_pat) and re.fullmatch(settings.allow_origin_pat, origin) is not None

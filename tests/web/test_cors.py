@@ -77,3 +77,30 @@ class OriginCheckTests(unittest.TestCase):
     def test_star_admits_everyone(self) -> None:
         """``--allow-origin '*'`` turns the check off."""
         self.assertTrue(origin_allowed(CorsSettings(allow_origin="*"), "http://anything", "gw:1"))
+
+
+class OriginPatternTests(unittest.TestCase):
+    """``--allow-origin-pat``: a regular expression that must match the whole Origin."""
+
+    settings = CorsSettings(allow_origin_pat=r"https://([a-z]+\.)?trusted\.example\.com")
+
+    def test_full_match_only(self) -> None:
+        """Matching origins pass; an origin that merely starts (or ends) with a match does not."""
+        for origin in ("https://trusted.example.com", "https://app.trusted.example.com"):
+            self.assertTrue(origin_allowed(self.settings, origin, "gw:1"), origin)
+        for origin in (
+            "https://trusted.example.com.evil.com",
+            "https://evil.com/https://trusted.example.com",
+            "http://trusted.example.com",
+            "https://trusted.example.com:8443",
+        ):
+            self.assertFalse(origin_allowed(self.settings, origin, "gw:1"), origin)
+
+    def test_matching_origin_echoed(self) -> None:
+        """A matching Origin is echoed (with Vary), even when --allow-origin names another one."""
+        settings = CorsSettings(allow_origin="https://main.example", allow_origin_pat=self.settings.allow_origin_pat)
+        self.assertEqual(
+            cors_headers(settings, "https://app.trusted.example.com"),
+            [("Access-Control-Allow-Origin", "https://app.trusted.example.com"), ("Vary", "Origin")],
+        )
+        self.assertEqual(cors_headers(settings, "https://other.example"), [("Access-Control-Allow-Origin", "https://main.example")])
