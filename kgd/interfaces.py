@@ -58,8 +58,13 @@ class IZmqSocket(Interface):
 class IZmqSockets(Interface):
     """Opens ZeroMQ sockets to a kernel's ports; the only user of txzmq."""
 
-    def dealer(url, receive):
-        """A DEALER socket connected to ``url``; ``receive(frames)`` gets each message."""
+    def dealer(url, receive, identity=None):
+        """A DEALER socket connected to ``url``; ``receive(frames)`` gets each message.
+
+        ``identity`` (bytes) is the ZeroMQ routing identity: a kernel sends
+        ``input_request`` on stdin to the identity that sent the execute_request
+        on shell, so one client's shell and stdin sockets must share it.
+        """
 
     def subscriber(url, receive):
         """A SUB socket subscribed to everything on ``url``."""

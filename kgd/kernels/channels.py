@@ -67,9 +67,9 @@ class TxZmqSockets:
         class Dealer(txzmq.ZmqConnection):
             socketType = constants.DEALER
 
-            def __init__(self, factory: Any, endpoint: Any, receive: Receiver) -> None:
+            def __init__(self, factory: Any, endpoint: Any, receive: Receiver, identity: bytes | None = None) -> None:
                 self._receive = receive
-                super().__init__(factory, endpoint)
+                super().__init__(factory, endpoint, identity=identity)
 
             def messageReceived(self, message: list[bytes]) -> None:
                 self._receive(message)
@@ -86,12 +86,14 @@ class TxZmqSockets:
 
         return {"dealer": Dealer, "subscriber": Subscriber, "requester": Requester}
 
-    def _open(self, kind: str, url: str, receive: Receiver) -> IZmqSocket:
+    def _open(self, kind: str, url: str, receive: Receiver, identity: bytes | None = None) -> IZmqSocket:
         endpoint = self._txzmq.ZmqEndpoint(self._txzmq.ZmqEndpointType.connect, url)
-        return _Socket(self._classes[kind](self._factory, endpoint, receive))
+        if identity is None:
+            return _Socket(self._classes[kind](self._factory, endpoint, receive))
+        return _Socket(self._classes[kind](self._factory, endpoint, receive, identity))
 
-    def dealer(self, url: str, receive: Receiver) -> IZmqSocket:
-        return self._open("dealer", url, receive)
+    def dealer(self, url: str, receive: Receiver, identity: bytes | None = None) -> IZmqSocket:
+        return self._open("dealer", url, receive, identity)
 
     def subscriber(self, url: str, receive: Receiver) -> IZmqSocket:
         return self._open("subscriber", url, receive)

@@ -119,6 +119,9 @@ class KernelClient:
         self.receive = receive
         self._sockets: dict[str, IZmqSocket] = {}
         self.closed = False
+        # One routing identity for all three sockets: the kernel sends
+        # input_request on stdin to the identity that asked on shell.
+        self._identity = uuid.uuid4().hex.encode("ascii")
         self._open()
 
     def _open(self) -> None:
@@ -126,6 +129,7 @@ class KernelClient:
             self._sockets[channel] = self.kernel._sockets.dealer(
                 channel_url(self.kernel.connection_info, channel),
                 lambda frames, channel=channel: self._received(channel, frames),
+                identity=self._identity,
             )
 
     def _received(self, channel: str, frames: list[bytes]) -> None:
@@ -203,6 +207,7 @@ class Kernel:
         self._kernel_sockets: dict[str, IZmqSocket] = {}
         self._clients: set[KernelClient] = set()
         self._iopub_listeners: list[IopubListener] = []
+        self._gone_listeners: list[Callable[["Kernel"], None]] = []
         self._own_requests: dict[str, defer.Deferred[messages.RawMessage]] = {}
         self._ready: defer.Deferred[None] | None = None
         self._iopub_seen = False
@@ -232,6 +237,15 @@ class Kernel:
         """Stop receiving iopub messages."""
         if listener in self._iopub_listeners:
             self._iopub_listeners.remove(listener)
+
+    def add_gone_listener(self, listener: Callable[["Kernel"], None]) -> None:
+        """Be told once, after the kernel was shut down or died for good and its sockets closed."""
+        self._gone_listeners.append(listener)
+
+    def remove_gone_listener(self, listener: Callable[["Kernel"], None]) -> None:
+        """Stop being told that the kernel is gone."""
+        if listener in self._gone_listeners:
+            self._gone_listeners.remove(listener)
 
     def client(self, receive: ClientReceiver) -> KernelClient:
         """Open a connection's own shell, control and stdin sockets."""
@@ -439,6 +453,9 @@ class Kernel:
             if not waiter.called:
                 waiter.errback(KernelGone(self.kernel_id))
         self._own_requests.clear()
+        listeners, self._gone_listeners = self._gone_listeners, []
+        for listener in listeners:
+            listener(self)
 
     # -- messages ------------------------------------------------------------
 

@@ -77,6 +77,14 @@ class BadSignature(MalformedMessage):
     """
 
 
+class UnknownChannel(MalformedMessage):
+    """A client addressed a channel it cannot send on (iopub, or no Jupyter channel).
+
+    Distinct so that a connection can report a policy violation rather than
+    a malformed payload.
+    """
+
+
 def _reject_constant(name: str) -> NoReturn:
     """Refuse NaN and Infinity, which Python's json accepts but JSON does not.
 
@@ -362,7 +370,7 @@ def _client_channel(value: Any) -> str:
     if value is None:
         return "shell"
     if not isinstance(value, str) or value not in CLIENT_CHANNELS:
-        raise MalformedMessage(f"client cannot send on channel {value!r}")
+        raise UnknownChannel(f"client cannot send on channel {value!r}")
     return value
 
 
@@ -479,7 +487,7 @@ def from_ws_v1(data: bytes) -> tuple[str, RawMessage]:
     raw_channel = data[offsets[0] : offsets[1]]
     channel = _CLIENT_CHANNEL_BYTES.get(raw_channel)
     if channel is None:
-        raise MalformedMessage(f"client cannot send on channel {raw_channel[:32]!r}")
+        raise UnknownChannel(f"client cannot send on channel {raw_channel[:32]!r}")
     header, parent_header, metadata, content, *buffers = (
         data[start:end] for start, end in pairwise(offsets[1:])
     )

@@ -90,7 +90,7 @@ class FakeSockets:
         self.opened.append(socket)
         return socket
 
-    def dealer(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:
+    def dealer(self, url: str, receive: Callable[[list[bytes]], None], identity: bytes | None = None) -> FakeSocket:
         return self._open("dealer", url, receive)
 
     def subscriber(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:

@@ -20,6 +20,7 @@ from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
 from kgd.kernels.policy import InvalidKernelRequest, validate_env
 from kgd.kernels.service import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
+from kgd.personalities.jupyter_websocket.channels import Channels, ChannelsSettings
 from kgd.personalities.jupyter_websocket import openapi
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
 from kgd.policies import prespawn_pool
@@ -52,6 +53,7 @@ class KernelsAPI:
         self.gateway = gateway
         self.kernels = gateway.kernels
         self.specs = gateway.specs
+        self.channels = Channels(gateway.reactor, ChannelsSettings.from_config(gateway.config))
         self.sessions = SessionsAPI(gateway)
         self.pool = prespawn_pool(gateway)
 
@@ -189,6 +191,16 @@ class KernelsAPI:
         except KernelStartError as error:
             raise HTTPError(500, f"Kernel failed to restart: {error}") from None
         return json_response(request, kernel.model())
+
+    @app.route("/api/kernels/<kernel_id>/channels", methods=["GET"])
+    def kernel_channels(self, request: IRequest, kernel_id: str) -> Any:
+        """Upgrade to the channels WebSocket (see ``channels``); 404 before the upgrade for an unknown kernel."""
+        kernel = self._kernel(kernel_id)
+        if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+            raise HTTPError(400, 'Can "Upgrade" only to "WebSocket".')
+        session_ids = (request.args or {}).get(b"session_id") or [b""]
+        session_id = session_ids[0].decode("utf-8", "replace") or None
+        return self.channels.resource(kernel, session_id)
 
 
 def _resource_key(fname: str) -> str:

@@ -1,0 +1,299 @@
+# The channels WebSocket, GET {base_url}api/kernels/{kernel_id}/channels?session_id=S
+# (token in "Authorization: token T" or "?token=T"; both checked before the upgrade).
+#
+#   Handshake: unknown kernel -> 404 JSON; no "Upgrade: websocket" -> 400 JSON.
+#   Sec-WebSocket-Protocol: "v1.kernel.websocket.jupyter.org" is selected only
+#   when the client offers it; otherwise no subprotocol is answered (legacy).
+#
+#   Legacy (no subprotocol), client -> gateway:
+#     text:   {"header":{...},"parent_header":{...},"metadata":{...},
+#              "content":{...},"channel":"shell"|"control"|"stdin"}
+#             (channel missing = shell; "buffers" absent or [])
+#     binary: | u32 k | u32 start[k] | that JSON | buffer 1 | ... |   (big-endian)
+#   Legacy, gateway -> client:
+#     text:   {"header":H,"msg_id":..,"msg_type":..,"parent_header":P,
+#              "metadata":M,"content":C,"buffers":[],"channel":"iopub"|...}
+#             H, P, M, C are the kernel's bytes, spliced in, never re-encoded
+#     binary: the same layout as the client's, for messages with buffers
+#   v1.kernel.websocket.jupyter.org, both directions, binary only:
+#     | u64 n | u64 offset[n] | channel | H | P | M | C | buffers... |
+#     (little-endian; a text frame is refused)
+#
+#   The gateway signs what goes to the kernel and checks what comes back; the
+#   key never crosses this socket.  Kernel restarts and deaths arrive as
+#   iopub {"msg_type":"status","content":{"execution_state":"restarting"|"dead"},
+#   "parent_header":{}}.
+#
+#   Close codes sent by the gateway:
+#     1000 kernel shut down (DELETE, culling, daemon stop), or replaced by a
+#          newer connection with the same session_id
+#     1003 a text frame on the v1 subprotocol
+#     1007 a frame that is not a Jupyter message (bad JSON, truncated table)
+#     1008 a message for a channel a client cannot write (iopub, unknown)
+#     1009 a message over --max-message-size
+#     1011 the kernel died and could not be restarted
+"""The channels WebSocket: Jupyter messages between clients and a kernel.
+
+``Channels`` is what the REST routes hand an upgrade to: it keeps one
+``KernelSessions`` per kernel with open or buffered sessions, and builds the
+``WebSocketResource`` for a request.  ``ChannelsProtocol`` is the Autobahn
+protocol of one connection: it decodes what the client sends with
+``kgd.kernels.messages`` and passes it to its session's sockets, and encodes
+what the kernel sends in the format the connection negotiated.  Frames go out
+with TCP_NODELAY and as single WebSocket frames, so a small reply is on the
+wire at once instead of waiting for the client's delayed ACK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+
+from kgd.kernels import messages
+from kgd.kernels.kernel import Kernel, KernelGone
+from kgd.kernels.messages import RawMessage
+from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
+from kgd.personalities.jupyter_websocket.channel_sessions import CLOSE_NORMAL, KernelSessions, Session
+
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_POLICY_VIOLATION = 1008
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+
+@dataclass(frozen=True)
+class ChannelsSettings:
+    """What the channels WebSocket is configured with."""
+
+    ping_interval: float = 30.0
+    max_message_size: int = 10 * 1024**2
+    buffer: BufferLimits = BufferLimits(10000, 64 * 1024**2, 300.0)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "ChannelsSettings":
+        """Read ``--ws-ping-interval``, ``--max-message-size`` and ``--session-buffer-*``."""
+        return cls(
+            ping_interval=config.ws_ping_interval,
+            max_message_size=config.max_message_size,
+            buffer=BufferLimits(
+                config.session_buffer_messages, config.session_buffer_bytes, config.session_buffer_age
+            ),
+        )
+
+    def protocol_options(self) -> dict[str, Any]:
+        """Autobahn's options for these settings.
+
+        The pong timeout is Jupyter Server's, max(3 x interval, 30 s).  Errors
+        close with a close frame and a code (``failByDrop=False``) rather
+        than a dropped TCP connection, so a client can tell what went wrong.
+        Text frames are checked as UTF-8 by the JSON decoder, which reads
+        them anyway, so Autobahn does not validate them a second time.
+        """
+        return {
+            "tcpNoDelay": True,
+            "autoPingInterval": self.ping_interval,
+            "autoPingTimeout": max(3 * self.ping_interval, 30.0) if self.ping_interval else 0,
+            "maxMessagePayloadSize": self.max_message_size,
+            "maxFramePayloadSize": self.max_message_size,
+            "failByDrop": False,
+            "utf8validateIncoming": False,
+            "openHandshakeTimeout": 10,
+            "closeHandshakeTimeout": 2,
+        }
+
+
+class ChannelsProtocol(WebSocketServerProtocol):
+    """One client's channels WebSocket to one kernel."""
+
+    _log = Logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._channels: Channels | None = None
+        self._kernel: Kernel | None = None
+        self._sessions: KernelSessions | None = None
+        self._session_id: str | None = None
+        self._session: Session | None = None
+        self._v1 = False
+
+    def bind(self, channels: "Channels", kernel: Kernel, session_id: str | None) -> None:
+        """Say which kernel and session this connection is for (before the handshake)."""
+        self._channels = channels
+        self._kernel = kernel
+        self._session_id = session_id
+
+    @property
+    def _kernel_id(self) -> str:
+        return self._kernel.kernel_id if self._kernel is not None else "?"
+
+    # -- Autobahn hooks ------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        """Select the v1 subprotocol if, and only if, the client offers it."""
+        self._v1 = messages.V1_SUBPROTOCOL in request.protocols
+        return messages.V1_SUBPROTOCOL if self._v1 else None
+
+    def onOpen(self) -> None:
+        assert self._channels is not None and self._kernel is not None
+        try:
+            self._sessions = self._channels.sessions(self._kernel)
+            self._session = self._sessions.connect(self, self._session_id)
+        except KernelGone:
+            self.end(CLOSE_NORMAL, "kernel shut down")
+            return
+        self._log.info(
+            "channels opened: kernel {kernel_id} session {session} ({protocol}) from {peer}",
+            kernel_id=self._kernel_id,
+            session=self._session.label,
+            protocol="v1" if self._v1 else "legacy",
+            peer=self.peer,
+            event="channels_opened",
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self._session
+        if session is None:
+            return
+        try:
+            if self._v1:
+                if not isBinary:
+                    self._refuse(CLOSE_UNSUPPORTED_DATA, "the v1 subprotocol takes binary frames only")
+                    return
+                channel, message = messages.from_ws_v1(payload)
+            elif isBinary:
+                channel, message = messages.from_ws_legacy_binary(payload)
+            else:
+                channel, message = messages.from_ws_json(payload)
+        except messages.UnknownChannel as error:
+            self._refuse(CLOSE_POLICY_VIOLATION, str(error))
+            return
+        except messages.MalformedMessage as error:
+            self._refuse(CLOSE_INVALID_PAYLOAD, str(error))
+            return
+        try:
+            session.send(channel, message)
+        except KernelGone:
+            self.end(CLOSE_NORMAL, "kernel shut down")
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._sessions is not None:
+            self._sessions.disconnect(session, self)
+        if self._kernel is None:
+            return
+        self._log.info(
+            "channels closed: kernel {kernel_id}: code {code}, {reason}",
+            kernel_id=self._kernel_id,
+            code=self.localCloseCode if self.closedByMe else code,
+            reason=_text(self.localCloseReason) if self.closedByMe else reason or "",
+            event="channels_closed",
+        )
+
+    # -- to the client -------------------------------------------------------
+
+    def deliver(self, channel: str, message: RawMessage) -> None:
+        """Send one kernel message, as a single frame in the negotiated format.
+
+        ``sendFrame`` rather than ``sendMessage``: the size limit is for what
+        clients send, not for a kernel's output, and no compression is
+        negotiated, so a message is exactly one final frame.
+        """
+        if self.state != _OPEN:
+            return
+        if self._v1:
+            self.sendFrame(opcode=2, payload=messages.to_ws_v1(channel, message))
+            return
+        try:
+            payload, binary = messages.to_ws_legacy(channel, message)
+        except messages.MalformedMessage as error:
+            self._log.warn(
+                "channels: kernel {kernel_id}: {msg_type} message not sent: {error}",
+                kernel_id=self._kernel_id,
+                msg_type=message.msg_type,
+                error=error,
+            )
+            return
+        self.sendFrame(opcode=2 if binary else 1, payload=payload)
+
+    def end(self, code: int, reason: str) -> None:
+        """Close from the gateway's side with ``code``; the session has let go of us."""
+        self._session = None
+        if self.state == _OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123))
+
+    def _refuse(self, code: int, reason: str) -> None:
+        self._log.warn(
+            "channels: kernel {kernel_id}: closing connection from {peer}: code {code}, {reason}",
+            kernel_id=self._kernel_id,
+            peer=self.peer,
+            code=code,
+            reason=reason,
+            event="channels_refused",
+        )
+        session, self._session = self._session, None
+        if session is not None and self._sessions is not None:
+            self._sessions.disconnect(session, self)
+        self.end(code, reason)
+
+
+class ChannelsFactory(WebSocketServerFactory):
+    """The one Autobahn factory of the channels WebSocket (shared options and timers)."""
+
+    protocol = ChannelsProtocol
+
+
+class _Upgrade:
+    """Builds the protocol of one upgrade request, bound to its kernel and session."""
+
+    def __init__(self, channels: "Channels", kernel: Kernel, session_id: str | None) -> None:
+        self._channels = channels
+        self._kernel = kernel
+        self._session_id = session_id
+
+    def buildProtocol(self, addr: IAddress) -> ChannelsProtocol:
+        protocol = self._channels.factory.buildProtocol(addr)
+        protocol.bind(self._channels, self._kernel, self._session_id)
+        return protocol
+
+
+class Channels:
+    """The channels WebSockets of every kernel, by kernel id."""
+
+    def __init__(self, clock: IReactorTime, settings: ChannelsSettings) -> None:
+        self._clock = clock
+        self._settings = settings
+        self.factory = ChannelsFactory(server="kgd", reactor=clock)
+        self.factory.setProtocolOptions(**settings.protocol_options())
+        self._kernels: dict[str, KernelSessions] = {}
+
+    def resource(self, kernel: Kernel, session_id: str | None) -> IResource:
+        """The resource that upgrades this request to a channels WebSocket of ``kernel``."""
+        return WebSocketResource(_Upgrade(self, kernel, session_id))
+
+    def sessions(self, kernel: Kernel) -> KernelSessions:
+        """The sessions of ``kernel``, made on first use; ``KernelGone`` once it is gone."""
+        if kernel.gone:
+            raise KernelGone(kernel.kernel_id)
+        sessions = self._kernels.get(kernel.kernel_id)
+        if sessions is None or sessions.kernel is not kernel:
+            sessions = KernelSessions(kernel, self._clock, self._settings.buffer, self._forget)
+            self._kernels[kernel.kernel_id] = sessions
+        return sessions
+
+    def _forget(self, sessions: KernelSessions) -> None:
+        if self._kernels.get(sessions.kernel.kernel_id) is sessions:
+            del self._kernels[sessions.kernel.kernel_id]
+
+
+def _text(reason: bytes | None) -> str:
+    return reason.decode("utf-8", "replace") if reason else ""
