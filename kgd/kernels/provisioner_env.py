@@ -9,7 +9,7 @@ into the pod manifest (a YAML template) after loading it as YAML.  So for a
 provisioned kernel, each ``KERNEL_*`` value must be a plain word that no
 shell and no YAML parser reads as anything but itself: letters, digits,
 spaces and ``. _ - / + = @ , :``, without the few arrangements YAML gives
-meaning to (``key: value``, a leading ``- ``, a leading ``@``).  Anything
+meaning to (``key: value``, a leading ``- @ , :``, a lone ``-`` or ``=``).  Anything
 else is refused before a provisioner sees it, with a 400 naming the
 variable.  Pure; local kernels are not affected.
 """
@@ -34,8 +34,9 @@ def unsafe_reason(value: str) -> str | None:
             return f"the character {char!r} is not allowed"
     if ": " in value or value.endswith(":"):
         return "a colon followed by a space or ending the value reads as a YAML mapping"
-    if value.startswith(("- ", "@")) or value == "-":
-        return "a leading '- ', '-' or '@' reads as YAML syntax"
+    stripped = value.strip()
+    if stripped.startswith(("- ", "@", ",", ":")) or stripped in ("-", "="):
+        return "a leading '- ', '@', ',' or ':', or a lone '-' or '=', reads as YAML syntax"
     return None
 
 

@@ -2,7 +2,8 @@
 
 The oracles are the real consumers: gateway-provisioners' SSH provisioner
 builds its remote shell command (``_build_startup_command``) and bash runs
-the exports it wrote; its Kubernetes launcher's pod template is rendered
+the exports it wrote; the YARN launcher's ``eval`` of Spark options is
+replayed in bash; its Kubernetes launcher's pod template is rendered
 the way that launcher does (values loaded as YAML, then Jinja) and parsed.
 For any value ``check_provisioner_env`` lets through, bash must see exactly
 that value and nothing else must run, and the manifest must keep its shape.
@@ -58,6 +59,9 @@ ATTACKS = [
     "&anchor x",
     "!!python/object x",
     "a # comment",
+    " - x",
+    "=",
+    ",a",
     "tab\there",
 ]
 
@@ -78,6 +82,13 @@ def exports_seen_by_bash(command: str) -> str:
         ["bash", "-c", exports + 'printf "%s" "$KERNEL_USERNAME"'], capture_output=True, env={"PATH": os.environ["PATH"]}, check=True
     )
     return result.stdout.decode()
+
+
+def words_after_eval(value: str) -> list[str]:
+    """The words bash sees when a script ``eval``s a value, as the YARN launcher's run.sh does with SPARK_OPTS."""
+    script = 'eval "set -- $VALUE"; for word in "$@"; do printf "%s\\n" "$word"; done'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, env={"PATH": os.environ["PATH"], "VALUE": value}, check=True)
+    return result.stdout.decode().splitlines()
 
 
 def pod_manifest(values: dict[str, str]) -> Any:
@@ -128,6 +139,7 @@ class ConsumerTests(unittest.TestCase):
     def test_attacks_change_the_command(self) -> None:
         """The oracle can fail: a refused value really does escape the SSH provisioner's quoting."""
         self.assertNotEqual(exports_seen_by_bash(ssh_startup_command("$(echo pwned)")), "$(echo pwned)")
+        self.assertEqual(words_after_eval("--conf a=b; echo pwned"), ["pwned", "--conf", "a=b"])
         self.assertNotEqual(shape(pod_manifest(manifest_values(YAML_ATTACK, ("NAMESPACE",)))), shape(pod_manifest(manifest_values("x"))))
 
     def test_plain_values_are_data(self) -> None:
@@ -140,9 +152,10 @@ class ConsumerTests(unittest.TestCase):
     @settings(max_examples=150, deadline=None)
     @given(st.text(min_size=1, max_size=24))
     def test_anything_accepted_is_data(self, value: str) -> None:
-        """For any text: either refused, or bash sees exactly it and the manifest keeps its shape."""
+        """For any text: either refused, or bash sees exactly it (quoted or eval'd) and the manifest keeps its shape."""
         if unsafe_reason(value) is not None:
             self.assertRaises(UnsafeProvisionerEnv, check_provisioner_env, {"KERNEL_X": value})
             return
         self.assertEqual(exports_seen_by_bash(ssh_startup_command(value)), value)
+        self.assertEqual(words_after_eval(value), value.split())
         self.assertEqual(shape(pod_manifest(manifest_values(value))), shape(pod_manifest(manifest_values("plain"))))
