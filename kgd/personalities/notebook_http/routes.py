@@ -166,7 +166,8 @@ class NotebookRoutes:
     def _respond(self, request: IRequest, response: HTTPResponse) -> bytes:
         request.setResponseCode(response.status)
         for name, value in response.headers:
-            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+            # Names are tokens (ASCII); a value beyond Latin-1 is sent as UTF-8 rather than failing.
+            request.setHeader(name.encode("ascii"), value.encode("utf-8"))
         etag = request.method == b"GET" and response.status == http.OK and response.header("etag") is None
         return self._body(request, response.body, etag=etag)
 
