@@ -374,7 +374,11 @@ class Kernel:
                 event="kernel_restarted",
             )
             return
-        log.error("kernel {kernel_id} is dead: too many restarts", kernel_id=self.kernel_id, event="kernel_dead")
+        self._die("too many restarts")
+
+    def _die(self, reason: str) -> None:
+        """Declare the kernel dead for good: tell listeners, release everything, let the owner forget it."""
+        log.error("kernel {kernel_id} is dead: {reason}", kernel_id=self.kernel_id, reason=reason, event="kernel_dead")
         self.execution_state = "dead"
         self._broadcast_status("dead")
         self._close()
@@ -397,7 +401,13 @@ class Kernel:
             raise KernelGone(self.kernel_id)
         if self.running is not None:
             yield self._stop_process(self.running, polite=True, restart=True)
-        yield self._launch(self.connection_info or None)
+        try:
+            yield self._launch(self.connection_info or None)
+        except KernelStartError:
+            # Its process is gone: a kernel left listed would be a lost one.
+            if not self.gone:
+                self._die("failed to restart")
+            raise
         log.info(
             "kernel {kernel_id} restarted",
             kernel_id=self.kernel_id,
