@@ -286,6 +286,21 @@ class RestartTests(KernelTestCase):
         self.clock.advance(0)
         self.assertEqual(replies, ["kernel_info_reply"])
 
+    def test_failed_restart_declares_dead(self) -> None:
+        """A restart whose new process never answers fails, and the kernel is dead: listeners see 'dead', its owner forgets it, no process is left."""
+        kernel = self.started(start_timeout=5)
+        received = self.listen(kernel)
+        self.launcher.behaviour = {"answers_kernel_info": False}
+        d = kernel.restart()
+        self.clock.advance(0)
+        self.clock.advance(5)
+        self.failureResultOf(d, KernelStartError)
+        self.assertEqual(kernel.execution_state, "dead")
+        self.assertTrue(kernel.gone)
+        self.assertEqual(self.dead, [kernel])
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual([content(m)["execution_state"] for m in received if m.parent_header == b"{}"], ["dead"])
+
     def test_autorestart_on_unexpected_death(self) -> None:
         """A kernel that dies on its own is relaunched with the same connection, and listeners see 'restarting'."""
         kernel = self.started()

@@ -83,7 +83,7 @@ class RestTestCase(SynchronousTestCase):
         self.successResultOf(d)
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                token: bool = True, headers: dict | None = None) -> Response:
+                token: bool = True, headers: dict | None = None, clock_step: float = 0) -> Response:
         """Send a request and run the clock and the in-memory transport until it is answered."""
         all_headers = {"Authorization": [f"token {TOKEN}"]} if token else {}
         all_headers.update(headers or {})
@@ -92,6 +92,7 @@ class RestTestCase(SynchronousTestCase):
         for _ in range(10):  # each round delivers what the previous one queued
             self.treq.flush()
             self.clock.advance(0)
+            self.clock.advance(clock_step)
         response = self.successResultOf(d)
         content = self.treq.content(response)
         self.treq.flush()
@@ -295,6 +296,16 @@ class KernelTests(RestTestCase):
         self.assertEqual(response.json()["id"], model["id"])
         self.assertEqual(len(self.launcher.launches), 2)
         self.assertEqual(len(self.launcher.alive()), 1)
+
+    def test_failed_restart(self) -> None:
+        """A restart whose kernel never comes back is a 500 saying so; the dead kernel is then a 404 and its process is gone."""
+        model = self.start()
+        self.launcher.behaviour = {"answers_kernel_info": False}
+        response = self.request("POST", f"/api/kernels/{model['id']}/restart", clock_step=10)
+        body = self.assertError(response, 500)
+        self.assertIn("failed to restart", body["message"])
+        self.assertError(self.request("GET", f"/api/kernels/{model['id']}"), 404)
+        self.assertEqual(self.launcher.alive(), [])
 
     def test_unknown_kernel_actions(self) -> None:
         """Restart or interrupt of an unknown kernel is a 404 (the reference answers 500)."""
