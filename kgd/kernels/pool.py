@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from kgd.kernels.kernel import Kernel
+from kgd.kernels.kernel import Kernel, utcnow
 from kgd.kernels.policy import choose_kernel_name
 from kgd.kernels.service import KernelLimitReached, Kernels
 
@@ -96,6 +96,8 @@ class PrespawnPool(Service):
         self._drop_gone()
         if self._ready:
             kernel = self._ready.popleft()
+            # Handing out is activity: the culler must not take the time spent waiting here as idleness.
+            kernel.last_activity = utcnow()
             self._fill()
             return defer.succeed(kernel)
         self._fill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import nbformat
@@ -76,11 +77,14 @@ class PrespawnPoolTests(KernelsCase):
         self.assertEqual(len(kernels.list()), 2)
 
     def test_take_hands_out_and_refills(self) -> None:
-        """A taken kernel is a ready one at once, and a replacement starts in the background."""
+        """A taken kernel is a ready one at once, fresh for the culler, and a replacement starts in the background."""
         kernels, pool = self.make_pool(1)
         self.settle()
         first = kernels.list()[0]
+        first.last_activity = first.last_activity - timedelta(hours=1)
+        before = datetime.now(timezone.utc)
         taken = self.successResultOf(pool.take())
+        self.assertGreaterEqual(taken.last_activity, before)  # waiting in the pool is not idleness
         self.assertIs(taken, first)
         self.assertEqual(taken.execution_state, "idle")
         self.assertFalse(pool.holds(taken))
