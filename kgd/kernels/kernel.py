@@ -435,7 +435,11 @@ class Kernel:
         self._expected_end = True
         ended = running.whenEnded()
         if polite:
-            self._send_own("control", "shutdown_request", {"restart": restart})
+            reply = self._send_own("control", "shutdown_request", {"restart": restart})
+            # A provisioned kernel's provisioner may have its own part to play once the kernel agreed to go.
+            shutdown_requested = getattr(running, "shutdown_requested", None)
+            if shutdown_requested is not None:
+                reply.addCallback(lambda _: shutdown_requested(restart))
             if (yield self._within(ended, self._shutdown_wait)):
                 running.cleanup()
                 return

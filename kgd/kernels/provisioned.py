@@ -182,6 +182,12 @@ class ProvisionedKernel:
             return None
         return self._call("send_signal", self.provisioner.send_signal(signum))
 
+    def shutdown_requested(self, restart: bool) -> defer.Deferred[Any] | None:
+        """The kernel answered shutdown_request: let the provisioner wind down its side (a remote listener)."""
+        if self._ended:
+            return None
+        return self._call("shutdown_requested", self.provisioner.shutdown_requested(restart=restart))
+
     def terminate(self) -> defer.Deferred[Any] | None:
         if self._ended:
             return None

@@ -86,6 +86,9 @@ class ScriptedProvisioner:
     async def terminate(self, restart: bool = False) -> None:
         self.calls.append(("terminate", restart))
 
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self.calls.append(("shutdown_requested", restart))
+
     async def kill(self, restart: bool = False) -> None:
         self.calls.append(("kill", restart))
 
@@ -173,14 +176,18 @@ class ProvisionedLauncherTests(unittest.TestCase):
         self.assertIsNone(self.successResultOf(running.whenEnded()))
 
     def test_signals_and_cleanup(self) -> None:
-        """signal, terminate, kill and cleanup go to send_signal, terminate, kill and cleanup; nothing is signalled after the end."""
+        """signal, shutdown_requested, terminate, kill and cleanup reach the provisioner's methods; nothing is signalled after the end."""
         factory = ScriptedFactory()
         running = self.successResultOf(self.launch(factory))
         provisioner = factory.made[0]
         running.signal(signal.SIGINT)
+        running.shutdown_requested(True)
         running.terminate()
         running.kill()
-        self.assertEqual(provisioner.calls[-3:], [("send_signal", signal.SIGINT), ("terminate", False), ("kill", False)])
+        self.assertEqual(
+            provisioner.calls[-4:],
+            [("send_signal", signal.SIGINT), ("shutdown_requested", True), ("terminate", False), ("kill", False)],
+        )
         provisioner.exit_code = 0
         self.clock.advance(2.0)
         running.signal(signal.SIGINT)
