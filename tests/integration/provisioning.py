@@ -5,8 +5,7 @@ with ``jupyter_client.kernel_provisioners`` entry points into ``root``; a
 daemon with ``root`` on its ``PYTHONPATH`` sees them as installed
 provisioners (jupyter_client's ``LocalProvisioner`` under a test name takes
 kgd's provisioned code path with a real provisioner and a real kernel).
-``execute(connection_file, code)`` runs code in a kernel over its own
-ZeroMQ ports with jupyter_client's blocking client, in a thread.
+``stdout`` and ``reply_of`` read what a channels WebSocket received.
 ``processes_of(kernel_id)`` finds the processes whose command line names a
 kernel id (what a remote launcher started, when "remote" is this host).
 """
@@ -17,8 +16,6 @@ import json
 import os
 import sys
 from typing import Any, Mapping
-
-from twisted.internet import threads
 
 from tests.integration.daemon import pid_alive
 
@@ -53,40 +50,18 @@ def write_kernelspec(jupyter_path: str, name: str, provisioner: str | None, argv
     return directory
 
 
-def _execute_blocking(connection_file: str, code: str, timeout: float) -> tuple[dict[str, Any], str]:
-    from jupyter_client import BlockingKernelClient
-
-    client = BlockingKernelClient()
-    client.load_connection_file(connection_file)
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=timeout)
-        output: list[str] = []
-        reply = client.execute_interactive(
-            code,
-            timeout=timeout,
-            output_hook=lambda msg: output.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
-        )
-        return reply["content"], "".join(output)
-    finally:
-        client.stop_channels()
+def stdout(messages: list[dict[str, Any]]) -> str:
+    """The stdout text among channels WebSocket messages."""
+    return "".join(
+        m["content"].get("text", "")
+        for m in messages
+        if m["channel"] == "iopub" and m["header"]["msg_type"] == "stream" and m["content"].get("name") == "stdout"
+    )
 
 
-def execute_reply(connection_file: str, code: str, timeout: float = 30.0) -> Any:
-    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with (execute_reply content, stdout)."""
-    return threads.deferToThread(_execute_blocking, connection_file, code, timeout)
-
-
-def execute(connection_file: str, code: str, timeout: float = 30.0) -> Any:
-    """Run ``code`` in the kernel of ``connection_file``; a Deferred firing with its stdout (fails unless the reply is ok)."""
-
-    def check(result: tuple[dict[str, Any], str]) -> str:
-        content, output = result
-        if content["status"] != "ok":
-            raise AssertionError(f"execution failed: {content}")
-        return output
-
-    return execute_reply(connection_file, code, timeout).addCallback(check)
+def reply_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The content of the shell reply among channels WebSocket messages."""
+    return next(m["content"] for m in messages if m["channel"] == "shell" and m["header"]["msg_type"].endswith("_reply"))
 
 
 def processes_of(kernel_id: str) -> list[int]:

@@ -23,7 +23,8 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.integration.daemon import Client, Daemon, pid_alive, poll_until
-from tests.integration.provisioning import execute, provisioner_path, write_kernelspec
+from tests.integration import ws
+from tests.integration.provisioning import provisioner_path, stdout, write_kernelspec
 
 MODEL_KEYS = {"id", "name", "last_activity", "execution_state", "connections"}
 
@@ -59,7 +60,7 @@ class AsyncioReactorTests(ProvisionedDaemonCase):
 
     @defer.inlineCallbacks
     def test_provisioned_kernel_lifecycle(self) -> None:
-        """Start, run code, interrupt, restart, autorestart after a crash and delete a kernel launched by a provisioner; the API never shows its connection info."""
+        """Start, run code over the WebSocket, interrupt, restart, autorestart after a crash and delete a kernel launched by a provisioner; the API never shows its connection info."""
         daemon = self.daemon(("-r", "asyncio"))
         yield daemon.start()
         self.addCleanup(daemon.stop)
@@ -78,9 +79,11 @@ class AsyncioReactorTests(ProvisionedDaemonCase):
             self.assertNotIn(key, repr(body))
             self.assertNotIn("port", repr(body))
 
-        output = yield execute(connection_file, "import os; print(os.getpid(), 6 * 7)")
+        channels = yield ws.connect(daemon.ws_url, model["id"], protocols=[ws.V1])
+        self.addCleanup(channels.close)
+        messages = yield channels.execute("import os; print(os.getpid(), 6 * 7)")
         first_pid = daemon.kernel_pids[-1]
-        self.assertEqual(output.split(), [str(first_pid), "42"])
+        self.assertEqual(stdout(messages).split(), [str(first_pid), "42"])
 
         status, _, _ = yield client.request("POST", f"/api/kernels/{model['id']}/interrupt")
         self.assertEqual(status, 204)
@@ -89,14 +92,16 @@ class AsyncioReactorTests(ProvisionedDaemonCase):
         self.assertEqual(restarted["id"], model["id"])
         self.assertFalse(pid_alive(first_pid), "the first kernel process ended on restart")
         self.assertEqual(_key(connection_file), key, "a restart keeps the key (and ports)")
-        output = yield execute(connection_file, "print('after restart')")
-        self.assertEqual(output.strip(), "after restart")
+        messages = yield channels.execute("print('after restart')")
+        self.assertEqual(stdout(messages).strip(), "after restart")
 
+        since = len(channels.messages)
         os.kill(daemon.kernel_pids[-1], signal.SIGKILL)  # a crash: the provisioner's poll notices, kgd restarts it
-        yield poll_until(lambda: len(daemon.kernel_pids) == 3, timeout=30)
+        yield channels.wait_for(lambda m: m["content"].get("execution_state") == "restarting", since=since)
         yield poll_until(lambda: b"restarted after dying" in daemon.log, timeout=30)
-        output = yield execute(connection_file, "print('after a crash')")
-        self.assertEqual(output.strip(), "after a crash")
+        self.assertEqual(len(daemon.kernel_pids), 3)
+        messages = yield channels.execute("print('after a crash')")
+        self.assertEqual(stdout(messages).strip(), "after a crash")
 
         status, _, _ = yield client.request("DELETE", f"/api/kernels/{model['id']}")
         self.assertEqual(status, 204)

@@ -5,9 +5,11 @@ installs the provisioner's Python kernelspec with gateway-provisioners' own
 ``jupyter-ssh-spec`` tool into a temporary JUPYTER_PATH, and runs kgd on the
 asyncio reactor with the provisioner pointed at that server (``GP_SSH_PORT``,
 ``HOME`` with the client key and known_hosts, the response address on
-loopback).  Real ipykernel kernels then start through SSH, run code,
-are interrupted and restarted through the provisioner's listener, and are
-gone after DELETE and after the daemon stops.  Skipped only when sshd or
+loopback).  Real ipykernel kernels then start through SSH, run code sent
+over kgd's channels WebSocket, are interrupted and restarted through the
+provisioner's listener, autorestart after a crash (the WebSocket sees
+"restarting" and stays usable), and are gone after DELETE and after the
+daemon stops.  Skipped only when sshd or
 gateway_provisioners is not installed (the reason says how to install them).
 """
 
@@ -26,7 +28,8 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.integration.daemon import Client, Daemon, poll_until
-from tests.integration.provisioning import execute, execute_reply, processes_of
+from tests.integration import ws
+from tests.integration.provisioning import processes_of, reply_of, stdout
 from tests.integration.sshd import HOST, SshServer, free_port, missing
 
 MODEL_KEYS = {"id", "name", "last_activity", "execution_state", "connections"}
@@ -107,7 +110,7 @@ class DistributedProvisionerTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_kernel_lifecycle_over_ssh(self) -> None:
-        """Start over SSH, run code, interrupt, restart, autorestart after a crash and delete a remote kernel; the API shows no connection info."""
+        """Over kgd's WebSocket: run code in a kernel started over SSH, interrupt it, restart it, see it autorestart after a crash; DELETE ends it; the API shows no connection info."""
         model = yield self.start_kernel()
         kernel_id = model["id"]
         self.assertEqual(set(model), MODEL_KEYS)
@@ -116,37 +119,43 @@ class DistributedProvisionerTests(unittest.TestCase):
         remote = processes_of(kernel_id)
         self.assertTrue(remote, "the launcher and kernel run (on the 'remote' host)")
 
-        connection_file = self.connection_file(kernel_id)
-        with open(connection_file) as f:
+        with open(self.connection_file(kernel_id)) as f:
             key = json.load(f)["key"]
         for path in ("/api/kernels", f"/api/kernels/{kernel_id}"):
             _, _, body = yield self.client.request("GET", path)
             self.assertNotIn(key, json.dumps(body))
             self.assertNotIn("_port", json.dumps(body))
 
-        output = yield execute(connection_file, "import os; print(os.getpid(), 6 * 7)")
-        pid, answer = output.split()
+        channels = yield ws.connect(self.daemon.ws_url, kernel_id)
+        self.addCleanup(channels.close)
+        messages = yield channels.execute("import os; print(os.getpid(), 6 * 7)")
+        pid, answer = stdout(messages).split()
         self.assertEqual(answer, "42")
         self.assertIn(int(pid), remote)
 
-        running = execute_reply(connection_file, "import time; time.sleep(120)")
-        yield poll_until(lambda: self._state(kernel_id).addCallback(lambda s: s == "busy"), timeout=30)
+        sleeping = ws.execute_request("import time; time.sleep(120)")
+        channels.send(sleeping)
+        yield channels.wait_for(ws.of_type("execute_input", "iopub"))
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
-        content, _ = yield running
-        self.assertEqual((content["status"], content.get("ename")), ("error", "KeyboardInterrupt"))
+        messages = yield channels.wait_for(ws.finished(sleeping))
+        reply = reply_of(messages)
+        self.assertEqual((reply["status"], reply.get("ename")), ("error", "KeyboardInterrupt"))
 
         status, _, restarted = yield self.client.request("POST", f"/api/kernels/{kernel_id}/restart")
         self.assertEqual(status, 200, restarted)
         self.assertEqual(restarted["id"], kernel_id)
         yield poll_until(lambda: not set(remote) & set(processes_of(kernel_id)), timeout=30)
-        output = yield execute(self.connection_file(kernel_id), "import os; print(os.getpid())")
-        self.assertIn(int(output), processes_of(kernel_id))
+        messages = yield channels.execute("import os; print(os.getpid())")
+        pid = int(stdout(messages))
+        self.assertNotIn(pid, remote, "the same WebSocket now reaches the new remote kernel")
 
-        os.kill(int(output), signal.SIGKILL)  # the remote kernel crashes: poll notices, kgd launches it again
+        since = len(channels.messages)
+        os.kill(pid, signal.SIGKILL)  # the remote kernel crashes: poll notices, kgd launches it again
+        yield channels.wait_for(lambda m: m["channel"] == "iopub" and m["content"].get("execution_state") == "restarting", timeout=60, since=since)
         yield poll_until(lambda: b"restarted after dying" in self.daemon.log, timeout=60)
-        output = yield execute(self.connection_file(kernel_id), "print('after a crash')")
-        self.assertEqual(output.strip(), "after a crash")
+        messages = yield channels.execute("print('after a crash')")
+        self.assertEqual(stdout(messages).strip(), "after a crash")
 
         status, _, _ = yield self.client.request("DELETE", f"/api/kernels/{kernel_id}")
         self.assertEqual(status, 204)
@@ -173,6 +182,3 @@ class DistributedProvisionerTests(unittest.TestCase):
         yield self.daemon.stop()
         self.assertEqual(self.daemon.exit_code, 0)
         self.assertEqual(processes_of(model["id"]), [], "no remote kernel process outlives the gateway")
-
-    def _state(self, kernel_id: str) -> defer.Deferred[str]:
-        return self.client.request("GET", f"/api/kernels/{kernel_id}").addCallback(lambda r: r[2]["execution_state"])
