@@ -19,7 +19,10 @@ What it guards against, so that no HTTP request ever hangs on a kernel:
   ``reply_grace`` seconds even without ``idle``.
 
 Requests use ``stop_on_error=False`` so that an error in one request never
-makes the kernel abort the next request's already-queued executions.
+makes the kernel abort the next request's already-queued executions, and
+``store_history=False`` so that a kernel serving an API for weeks does not
+keep every request's input and result in ``In``/``Out`` (the reference's
+kernels grew without bound).
 """
 
 from __future__ import annotations
