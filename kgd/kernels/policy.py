@@ -77,10 +77,11 @@ def kernel_cwd(root_dir: str, path: Any) -> str:
 
     As the reference: the directory of ``path`` below ``root_dir`` if it
     exists, else the nearest existing parent, never above ``root_dir``.  A
-    ``path`` naming a file means its directory.
+    ``path`` naming a file means its directory.  A path with a NUL byte
+    names nothing on disk, so it means ``root_dir`` too (os.path would raise).
     """
     root = os.path.realpath(root_dir)
-    if not isinstance(path, str) or not path:
+    if not isinstance(path, str) or not path or "\0" in path:
         return root
     candidate = os.path.realpath(os.path.join(root, path.lstrip("/")))
     while True:
