@@ -10,8 +10,11 @@ Every response is checked never to carry a traceback.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -195,6 +198,11 @@ class StartKernelTests(RestTestCase):
         self.assertEqual(self.start({"path": None})["name"], "python3")
         self.assertEqual(self.start({"name": "python3", "path": "x.ipynb", "type": "notebook", "extra": [1]})["name"], "python3")
 
+    def test_unusable_path(self) -> None:
+        """A path naming nothing on disk (a NUL byte in it) starts the kernel in the root directory, not a 500."""
+        self.start({"path": "nb\u0000.ipynb"})
+        self.assertEqual(self.launcher.launches[-1]["cwd"], os.path.realpath(os.getcwd()))
+
     def test_bad_json(self) -> None:
         """A body that is not JSON is a 400 saying so."""
         self.assertError(self.request("POST", "/api/kernels", raw=b"{name:"), 400, "Invalid JSON in body of request")
@@ -231,6 +239,25 @@ class StartKernelTests(RestTestCase):
         self.launcher.failure = OSError("exec failed")
         body = self.assertError(self.request("POST", "/api/kernels"), 500)
         self.assertIn("exec failed", body["message"])
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.sampled_from(["python3", "other", "nope", "", "00000000-0000-0000-0000-000000000001", "a/b", "../..", "a\0b"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["KERNEL_A", "A", "1x", ""]) | st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+BODIES = st.dictionaries(st.sampled_from(["name", "path", "env", "kernel_id", "type", "extra"]), JSON_VALUES, max_size=4)
+
+
+class AnyBodyTests(RestTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(BODIES)
+    def test_any_json_body_gets_a_clear_answer(self, body: dict) -> None:
+        """Whatever JSON object a client posts, POST /api/kernels starts a kernel or answers a JSON 400/404, never a 500."""
+        response = self.request("POST", "/api/kernels", body)
+        if response.code != 201:
+            self.assertIn(self.assertError(response, response.code)["reason"], ("Bad Request", "Not Found"))
 
 
 class MaxKernelsTests(RestTestCase):
