@@ -289,4 +289,5 @@ class KernelExecutor:
         self._pending.pop(msg_id, None)
         if execution.grace is not None and execution.grace.active():
             execution.grace.cancel()
-        execution.done.callback(execution.collector.result())
+        if not execution.done.called:  # a caller may have given up on it (a timeout)
+            execution.done.callback(execution.collector.result())
