@@ -46,6 +46,7 @@ wire at once instead of waiting for the client's delayed ACK.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,9 @@ from kgd.personalities.jupyter_websocket.channel_sessions import CLOSE_NORMAL, K
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
+
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -204,14 +208,15 @@ class ChannelsProtocol(WebSocketServerProtocol):
     def deliver(self, channel: str, message: RawMessage) -> None:
         """Send one kernel message, as a single frame in the negotiated format.
 
-        ``sendFrame`` rather than ``sendMessage``: the size limit is for what
-        clients send, not for a kernel's output, and no compression is
-        negotiated, so a message is exactly one final frame.
+        Not Autobahn's ``sendMessage``: its size limit is for what clients
+        send, not for a kernel's output, and it joins frame header and
+        payload into one more copy of what can be megabytes of output.  No
+        extension is negotiated, so a message is one final unmasked frame.
         """
         if self.state != _OPEN:
             return
         if self._v1:
-            self.sendFrame(opcode=2, payload=messages.to_ws_v1(channel, message))
+            self.transport.writeSequence(frame(OPCODE_BINARY, messages.to_ws_v1(channel, message)))
             return
         try:
             payload, binary = messages.to_ws_legacy(channel, message)
@@ -223,7 +228,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
                 error=error,
             )
             return
-        self.sendFrame(opcode=2 if binary else 1, payload=payload)
+        self.transport.writeSequence(frame(OPCODE_BINARY if binary else OPCODE_TEXT, payload))
 
     def end(self, code: int, reason: str) -> None:
         """Close from the gateway's side with ``code``; the session has let go of us."""
@@ -244,6 +249,18 @@ class ChannelsProtocol(WebSocketServerProtocol):
         if session is not None and self._sessions is not None:
             self._sessions.disconnect(session, self)
         self.end(code, reason)
+
+
+def frame(opcode: int, payload: bytes) -> tuple[bytes, bytes]:
+    """A final, unmasked WebSocket frame (RFC 6455, 5.2) as header and payload."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x80 | opcode, size)
+    elif size < 0x10000:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+    return header, payload
 
 
 class ChannelsFactory(WebSocketServerFactory):

@@ -1,0 +1,60 @@
+"""The pure parts of the channels WebSocket: its Autobahn options and its frame header."""
+
+from __future__ import annotations
+
+import struct
+
+from twisted.trial import unittest
+
+from kgd.options import default_config
+from kgd.personalities.jupyter_websocket.channels import OPCODE_BINARY, OPCODE_TEXT, ChannelsSettings, frame
+
+
+class SettingsTests(unittest.TestCase):
+    """The options decide pings, size limits and buffering as documented."""
+
+    def test_from_config(self) -> None:
+        """--ws-ping-interval, --max-message-size and --session-buffer-* reach the settings."""
+        config = default_config(
+            ws_ping_interval=5.0,
+            max_message_size=2048,
+            session_buffer_messages=7,
+            session_buffer_bytes=4096,
+            session_buffer_age=9.0,
+        )
+        settings = ChannelsSettings.from_config(config)
+        self.assertEqual((settings.ping_interval, settings.max_message_size), (5.0, 2048))
+        self.assertEqual((settings.buffer.messages, settings.buffer.bytes, settings.buffer.age), (7, 4096, 9.0))
+
+    def test_ping_timeout_is_jupyter_servers(self) -> None:
+        """Pongs may take max(3 x interval, 30 s), as in Jupyter Server; interval 0 turns pings off."""
+        self.assertEqual(ChannelsSettings(ping_interval=30).protocol_options()["autoPingTimeout"], 90)
+        self.assertEqual(ChannelsSettings(ping_interval=2).protocol_options()["autoPingTimeout"], 30)
+        off = ChannelsSettings(ping_interval=0).protocol_options()
+        self.assertEqual((off["autoPingInterval"], off["autoPingTimeout"]), (0, 0))
+
+    def test_hot_path_options(self) -> None:
+        """Nagle is off, errors close with a code rather than a dropped connection, the size limit is set."""
+        options = ChannelsSettings(max_message_size=1234).protocol_options()
+        self.assertTrue(options["tcpNoDelay"])
+        self.assertFalse(options["failByDrop"])
+        self.assertEqual((options["maxMessagePayloadSize"], options["maxFramePayloadSize"]), (1234, 1234))
+
+
+class FrameTests(unittest.TestCase):
+    """Outgoing frames are final and unmasked, with the RFC 6455 length encodings."""
+
+    def test_short_text(self) -> None:
+        """Up to 125 bytes the length is in the second byte."""
+        self.assertEqual(frame(OPCODE_TEXT, b"hello"), (b"\x81\x05", b"hello"))
+
+    def test_medium_binary(self) -> None:
+        """126 to 65535 bytes use the 16-bit extended length."""
+        payload = b"x" * 126
+        self.assertEqual(frame(OPCODE_BINARY, payload), (b"\x82\x7e\x00\x7e", payload))
+        self.assertEqual(frame(OPCODE_BINARY, b"x" * 65535)[0], b"\x82\x7e\xff\xff")
+
+    def test_large(self) -> None:
+        """From 65536 bytes on, the 64-bit extended length."""
+        header, _ = frame(OPCODE_TEXT, b"x" * 65536)
+        self.assertEqual(header, b"\x81\x7f" + struct.pack("!Q", 65536))
