@@ -260,6 +260,23 @@ class AnyBodyTests(RestTestCase):
             self.assertIn(self.assertError(response, response.code)["reason"], ("Bad Request", "Not Found"))
 
 
+SEGMENTS = st.sampled_from(
+    ["api", "kernels", "kernelspecs", "python3", "logo-64x64.png", "restart", "interrupt", "channels", "sessions",
+     "..", ".", "", "%00", "%2F", "%2E%2E", "x", "00000000-0000-0000-0000-000000000000"]
+)
+
+
+class AnyPathTests(RestTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(["GET", "POST", "DELETE", "PUT", "PATCH", "HEAD"]), st.lists(SEGMENTS, min_size=1, max_size=5))
+    def test_no_path_is_a_server_error(self, method: str, segments: list[str]) -> None:
+        """Whatever the method and path, the API never answers 500; its errors are JSON."""
+        response = self.request(method, "/" + "/".join(segments))
+        self.assertLess(response.code, 500, (method, segments, response.body))
+        if response.code >= 400 and method != "HEAD":
+            self.assertError(response, response.code)
+
+
 class MaxKernelsTests(RestTestCase):
     config_changes = {"max_kernels": 1}
 
