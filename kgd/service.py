@@ -28,7 +28,7 @@ from twisted.logger import Logger, globalLogPublisher
 import kgd
 from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IZmqSockets
-from kgd.kernels.dispatching import make_launcher, warn_about_provisioners
+from kgd.kernels.dispatching import LauncherService, make_launcher, warn_about_provisioners
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.service import Kernels
 from kgd.kernels.specs import KernelSpecs
@@ -160,9 +160,11 @@ def makeService(
     notifier = Notifier.from_environment(os.environ)
     specs = specs or KernelSpecs(config.default_kernel_name)
     warn_about_provisioners(specs, reactor)
+    launcher = launcher or make_launcher(reactor, runtime.path, LocalLauncher(reactor, runtime.path))
+    LauncherService(launcher).setServiceParent(top)  # stops after Kernels: waits for remote launches under way
     kernels = Kernels(
         specs,
-        launcher or make_launcher(reactor, runtime.path, LocalLauncher(reactor, runtime.path)),
+        launcher,
         sockets,
         reactor,
         force_name=config.force_kernel_name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from jupyter_client.kernelspec import KernelSpec
+from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -78,6 +79,23 @@ class DispatchingLauncher:
         except Exception as error:
             return defer.fail(error)
         return launcher.launch(kernel_id, spec_name, spec, env, cwd, connection_info)
+
+    def stop(self) -> defer.Deferred[None]:
+        """Wait for provisioned launches under way (local launches are immediate)."""
+        stop = getattr(self._provisioned, "stop", None)
+        return stop() if stop is not None else defer.succeed(None)
+
+
+class LauncherService(Service):
+    """Stops the launcher once the kernels are stopped: launches still under way end killed and cleaned up."""
+
+    def __init__(self, launcher: IKernelLauncher) -> None:
+        self.launcher = launcher
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        stop = getattr(self.launcher, "stop", None)
+        return stop() if stop is not None else None
 
 
 def provisioner_warning(name: str, spec: KernelSpec, asyncio_reactor: bool) -> str | None:

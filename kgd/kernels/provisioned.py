@@ -226,6 +226,22 @@ class ProvisionedLauncher:
         self._run = run
         self._poll_interval = poll_interval
         self._require_asyncio = require_asyncio
+        self._in_flight: set[defer.Deferred[IRunningKernel]] = set()
+        self._stopping = False
+
+    def stop(self) -> defer.Deferred[None]:
+        """Wait for the launches under way; each ends killed and cleaned up (the gateway is stopping).
+
+        A remote launch takes seconds (minutes for a pod); a kernel shut
+        down meanwhile would otherwise be started with nobody left to end it.
+        """
+        self._stopping = True
+        waiting = []
+        for launch in list(self._in_flight):
+            done: defer.Deferred[None] = defer.Deferred()
+            launch.addBoth(lambda result, done=done: (done.callback(None), result)[1])
+            waiting.append(done)
+        return defer.gatherResults(waiting).addCallback(lambda _: None)
 
     def launch(
         self,
@@ -237,6 +253,8 @@ class ProvisionedLauncher:
         connection_info: dict[str, Any] | None = None,
     ) -> defer.Deferred[IRunningKernel]:
         name = provisioner_name(spec) or "?"
+        if self._stopping:
+            return defer.fail(ProvisionerError("the gateway is stopping"))
         if self._require_asyncio and not is_asyncio_reactor(self._reactor):
             return defer.fail(
                 ProvisionerError(
@@ -268,12 +286,17 @@ class ProvisionedLauncher:
                 event="provisioner_unavailable",
             )
             return defer.fail(ProvisionerError(f"provisioner {name} is not available ({type(error).__name__}: {error})"))
-        return self._run(self._start(provisioner, dict(env), cwd)).addCallbacks(
-            self._started,
-            self._failed,
-            callbackArgs=(kernel_id, spec_name, name, provisioner, parent),
-            errbackArgs=(kernel_id, spec_name, name, provisioner, parent),
-        )
+        launch = self._run(self._start(provisioner, dict(env), cwd))
+        launch.addCallback(self._unless_stopping)
+        launch.addErrback(self._failed, kernel_id, spec_name, name, provisioner, parent)
+        launch.addCallback(self._started, kernel_id, spec_name, name, provisioner, parent)
+        self._in_flight.add(launch)
+        return launch.addBoth(lambda result: (self._in_flight.discard(launch), result)[1])
+
+    def _unless_stopping(self, info: dict[str, Any]) -> dict[str, Any]:
+        if self._stopping:
+            raise ProvisionerError("the gateway is stopping")
+        return info
 
     async def _start(self, provisioner: Any, env: dict[str, str], cwd: str) -> dict[str, Any]:
         """The launch sequence of jupyter_client's KernelManager, minus the manager."""
@@ -316,13 +339,16 @@ class ProvisionedLauncher:
             error=f"{failure.type.__name__}: {failure.value}",
             event="provisioner_launch_failed",
         )
-        for step in ("kill", "cleanup"):
-            try:
-                if step == "kill" and provisioner.has_process:
-                    yield self._run(provisioner.kill(restart=False))
-                elif step == "cleanup":
-                    yield self._run(provisioner.cleanup(restart=False))
-            except Exception as error:
-                log.warn("kernel {kernel_id}: provisioner {step} after a failed launch: {error}", kernel_id=kernel_id, step=step, error=error)
+        if provisioner.has_process:
+            yield self._undo(kernel_id, "kill", provisioner.kill(restart=False))
+        yield self._undo(kernel_id, "cleanup", provisioner.cleanup(restart=False))
         parent.cleanup_connection_file()
         raise ProvisionerError(f"provisioner {name} failed to launch the kernel ({failure.type.__name__}: {failure.value})")
+
+    def _undo(self, kernel_id: str, step: str, coroutine: Awaitable[Any]) -> defer.Deferred[None]:
+        """Run one undo step of a failed launch; its own failure is logged, not raised."""
+
+        def failed(failure: Any) -> None:
+            log.warn("kernel {kernel_id}: provisioner {step} after a failed launch: {error}", kernel_id=kernel_id, step=step, error=failure.value)
+
+        return self._run(coroutine).addErrback(failed)

@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher
-from kgd.kernels.dispatching import DispatchingLauncher, provisioner_name, provisioner_warning, warn_about_provisioners
+from kgd.kernels.dispatching import DispatchingLauncher, LauncherService, provisioner_name, provisioner_warning, warn_about_provisioners
 from kgd.kernels.specs import KernelSpecs, ProvisionerNotInstalled, UnknownKernelSpec
 
 
@@ -81,6 +81,36 @@ class DispatchingLauncherTests(unittest.TestCase):
         self.failureResultOf(launcher.launch("b", "yarn", remote, {}, "/"), ImportError)
         self.successResultOf(launcher.launch("a", "python3", spec_with({}), {}, "/"))
         self.assertEqual(local.launched, ["a"])
+
+
+class StoppableLauncher(RecordingLauncher):
+    """A launcher whose stop() the test completes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping: defer.Deferred[None] = defer.Deferred()
+
+    def stop(self) -> defer.Deferred[None]:
+        return self.stopping
+
+
+class LauncherStopTests(unittest.TestCase):
+    """Stopping the daemon waits for the provisioned launcher's launches under way."""
+
+    def test_service_waits_for_provisioned_launcher(self) -> None:
+        """LauncherService's stop waits for the provisioned launcher's stop; without one made, it is immediate."""
+        provisioned = StoppableLauncher()
+        launcher = DispatchingLauncher(RecordingLauncher(), lambda: provisioned)
+        idle = LauncherService(launcher)
+        idle.startService()
+        self.successResultOf(defer.maybeDeferred(idle.stopService))
+        launcher.launch("b", "yarn", spec_with({"kernel_provisioner": {"provisioner_name": "yarn-provisioner"}}), {}, "/")
+        busy = LauncherService(launcher)
+        busy.startService()
+        stopped = defer.maybeDeferred(busy.stopService)
+        self.assertNoResult(stopped)
+        provisioned.stopping.callback(None)
+        self.successResultOf(stopped)
 
 
 class StartupWarningTests(unittest.TestCase):

@@ -53,13 +53,16 @@ def remote_spec(provisioner: str = "scripted-provisioner") -> KernelSpec:
 class ScriptedProvisioner:
     """Records every call; ``exit_code`` is what ``poll`` reports (None while running)."""
 
-    def __init__(self, kernel_id: str, kernel_spec: KernelSpec, parent: Any, fail_launch: bool = False) -> None:
+    def __init__(
+        self, kernel_id: str, kernel_spec: KernelSpec, parent: Any, fail_launch: bool = False, gate: defer.Deferred[None] | None = None
+    ) -> None:
         self.kernel_id = kernel_id
         self.kernel_spec = kernel_spec
         self.parent = parent
         self.calls: list[tuple[Any, ...]] = []
         self.exit_code: int | None = None
         self.fail_launch = fail_launch
+        self.gate = gate
         self.has_process = False
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
@@ -69,6 +72,8 @@ class ScriptedProvisioner:
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("launch_kernel", cmd, kwargs))
         self.has_process = True
+        if self.gate is not None:
+            await self.gate  # a remote launch takes a while
         if self.fail_launch:
             raise RuntimeError("the cluster said no")
         return dict(INFO)
@@ -103,11 +108,12 @@ class ScriptedFactory:
         self.made: list[ScriptedProvisioner] = []
         self.fail_launch = fail_launch
         self.refuse = refuse
+        self.gate: defer.Deferred[None] | None = None
 
     def create_provisioner_instance(self, kernel_id: str, spec: KernelSpec, parent: Any) -> ScriptedProvisioner:
         if self.refuse is not None:
             raise self.refuse
-        provisioner = ScriptedProvisioner(kernel_id, spec, parent, self.fail_launch)
+        provisioner = ScriptedProvisioner(kernel_id, spec, parent, self.fail_launch, self.gate)
         self.made.append(provisioner)
         return provisioner
 
@@ -204,6 +210,23 @@ class ProvisionedLauncherTests(unittest.TestCase):
         self.assertIn("the cluster said no", str(failure.value))
         self.assertEqual(factory.made[0].calls[-2:], [("kill", False), ("cleanup", False)])
         self.assertEqual(os.listdir(self.runtime), [])
+
+    def test_stop_waits_for_launches_under_way(self) -> None:
+        """Stopping during a launch waits for it, then kills and cleans up what it started; later launches are refused."""
+        factory = ScriptedFactory()
+        factory.gate = defer.Deferred()
+        launcher = self.launcher(factory)
+        launching = launcher.launch("k-1", "remote", remote_spec(), {}, "/srv")
+        stopped = launcher.stop()
+        self.assertNoResult(stopped)
+        self.assertNoResult(launching)
+        factory.gate.callback(None)
+        failure = self.failureResultOf(launching, ProvisionerError)
+        self.assertIn("the gateway is stopping", str(failure.value))
+        self.assertEqual(factory.made[0].calls[-2:], [("kill", False), ("cleanup", False)])
+        self.assertIsNone(self.successResultOf(stopped))
+        self.failureResultOf(launcher.launch("k-2", "remote", remote_spec(), {}, "/srv"), ProvisionerError)
+        self.assertEqual(len(factory.made), 1)
 
     def test_unavailable_provisioner(self) -> None:
         """A provisioner the factory cannot make (not registered, fails to import) is a clear ProvisionerError."""
