@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_core.paths import jupyter_path
+from twisted.logger import Logger
+
+log = Logger()
 
 
 class UnknownKernelSpec(LookupError):
@@ -21,6 +24,14 @@ class UnknownKernelSpec(LookupError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"No such kernel named {name}")
+        self.name = name
+
+
+class InvalidKernelSpec(UnknownKernelSpec):
+    """A kernelspec directory whose kernel.json cannot be read: for clients it does not exist."""
+
+    def __init__(self, name: str, reason: Exception) -> None:
+        LookupError.__init__(self, f"Kernel spec {name} cannot be read: {reason}")
         self.name = name
 
 
@@ -83,6 +94,9 @@ class KernelSpecs:
             return self._manager.get_kernel_spec(name)
         except NoSuchKernel:
             raise self._missing(name) from None
+        except (ValueError, TypeError, OSError) as error:  # bad JSON, not an object, unreadable
+            log.warn("kernel spec {name} cannot be read: {error}", name=name, error=error, event="bad_kernelspec")
+            raise InvalidKernelSpec(name, error) from error
 
     def _missing(self, name: str) -> UnknownKernelSpec:
         """Why jupyter_client found no spec: none by that name, or its provisioner is not installed."""
