@@ -14,12 +14,21 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels.specs import KernelSpecs, ResourceNotFound, UnknownKernelSpec, kernel_dirs
 from tests.kernels.fakes import temporary_specs, write_kernelspec
 
 LOGO = b"\x89PNG fake logo"
+
+
+def write_broken_specs(kernels_dir: str) -> None:
+    """Install a spec whose kernel.json is not JSON and one whose kernel.json is a list."""
+    for name, text in (("broken", "{not json"), ("not-an-object", "[1, 2]")):
+        os.makedirs(os.path.join(kernels_dir, name))
+        with open(os.path.join(kernels_dir, name, "kernel.json"), "w") as f:
+            f.write(text)
 
 
 class SpecsTestCase(SynchronousTestCase):
@@ -94,12 +103,18 @@ class DiscoveryTests(SpecsTestCase):
         self.assertEqual(model.resource_files, ("kernel.js", "logo-64x64.png"))
 
     def test_broken_spec_skipped(self) -> None:
-        """A kernel.json that is not valid JSON leaves that spec out of models() instead of failing the listing."""
-        broken = os.path.join(self.kernels_dir, "broken")
-        os.makedirs(broken)
-        with open(os.path.join(broken, "kernel.json"), "w") as f:
-            f.write("{not json")
+        """A kernel.json that is not JSON, or not an object, leaves that spec out of models() instead of failing the listing."""
+        write_broken_specs(self.kernels_dir)
         self.assertEqual([m.name for m in self.specs.models()], ["other", "python3"])
+
+    def test_broken_spec_is_unknown(self) -> None:
+        """Asking for a spec whose kernel.json cannot be read raises UnknownKernelSpec saying why, and logs it."""
+        write_broken_specs(self.kernels_dir)
+        for name in ("broken", "not-an-object"):
+            with capturedLogs() as events:
+                error = self.assertRaises(UnknownKernelSpec, self.specs.get, name)
+            self.assertIn(f"Kernel spec {name} cannot be read", str(error))
+            self.assertEqual([e["name"] for e in events if e.get("event") == "bad_kernelspec"], [name])
 
     def test_installed_later_seen(self) -> None:
         """A spec installed while kgd runs shows up on the next listing."""

@@ -153,6 +153,16 @@ class VersionAndSpecsTests(RestTestCase):
         self.assertEqual(response.json()["name"], "other")
         self.assertError(self.request("GET", "/api/kernelspecs/nope"), 404, "Kernel spec nope not found")
 
+    def test_unreadable_kernelspec(self) -> None:
+        """A spec whose kernel.json is broken is left out of the listing and is a 404 to get or to start, never a 500."""
+        os.makedirs(f"{self.kernels_dir}/broken")
+        with open(f"{self.kernels_dir}/broken/kernel.json", "w") as f:
+            f.write("[1, 2]")
+        self.assertEqual(sorted(self.request("GET", "/api/kernelspecs").json()["kernelspecs"]), ["other", "python3"])
+        self.assertError(self.request("GET", "/api/kernelspecs/broken"), 404)
+        body = self.assertError(self.request("POST", "/api/kernels", {"name": "broken"}), 404)
+        self.assertIn("cannot be read", body["message"])
+
     def test_resource_file(self) -> None:
         """A spec's logo is served with its content type and a long cache lifetime."""
         response = self.request("GET", "/kernelspecs/python3/logo-64x64.png")
