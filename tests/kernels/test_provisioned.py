@@ -24,7 +24,12 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
-from kgd.kernels.provisioned import ProvisionedLauncher, ProvisionerError, ProvisionerParent
+from kgd.kernels.provisioned import (
+    ProvisionedLauncher,
+    ProvisionerError,
+    ProvisionerParent,
+    nonblocking_provisioner_sockets,
+)
 from kgd.kernels.provisioner_env import UnsafeProvisionerEnv
 
 INFO = {
@@ -128,6 +133,7 @@ class ProvisionedLauncherTests(unittest.TestCase):
 
     def launcher(self, factory: ScriptedFactory, **kwargs: Any) -> ProvisionedLauncher:
         kwargs.setdefault("require_asyncio", False)
+        kwargs.setdefault("environ", {})
         return ProvisionedLauncher(
             self.clock, self.runtime, factory=lambda: factory, run=defer.ensureDeferred, poll_interval=2.0, **kwargs
         )
@@ -247,6 +253,19 @@ class ProvisionedLauncherTests(unittest.TestCase):
         failure = self.failureResultOf(self.launch(factory, {"KERNEL_USERNAME": 'x"; touch /tmp/pwned; "'}), UnsafeProvisionerEnv)
         self.assertIn("KERNEL_USERNAME", str(failure.value))
         self.assertEqual(factory.made, [])
+
+
+class SocketTimeoutTests(unittest.TestCase):
+    """gateway-provisioners' sockets are made non-blocking unless the operator set their timeout."""
+
+    def test_default_and_operator_choice(self) -> None:
+        """GP_SOCKET_TIMEOUT defaults to 0 (non-blocking); an operator's value is kept."""
+        environ: dict[str, str] = {}
+        nonblocking_provisioner_sockets(environ)
+        self.assertEqual(environ, {"GP_SOCKET_TIMEOUT": "0"})
+        environ = {"GP_SOCKET_TIMEOUT": "0.5"}
+        nonblocking_provisioner_sockets(environ)
+        self.assertEqual(environ, {"GP_SOCKET_TIMEOUT": "0.5"})
 
 
 class ProvisionerParentTests(unittest.TestCase):
