@@ -106,6 +106,10 @@ class _Protocol(WebSocketClientProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.connection._received(payload, isBinary)
 
+    def onPing(self, payload: bytes) -> None:
+        self.factory.connection.pings += 1
+        super().onPing(payload)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.connection._closed_with(code, reason)
 
@@ -119,6 +123,7 @@ class ChannelsConnection:
         self.frames: list[tuple[bytes, bool]] = []
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.pings = 0
         self.opened: defer.Deferred[ChannelsConnection] = defer.Deferred()
         self.closed: defer.Deferred[tuple[int | None, str | None]] = defer.Deferred()
         self._protocol: _Protocol | None = None

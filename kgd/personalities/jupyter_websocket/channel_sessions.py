@@ -275,7 +275,7 @@ class KernelSessions:
     # -- kernel events -------------------------------------------------------
 
     def _iopub(self, message: RawMessage) -> None:
-        if message.msg_type == "status" and not self._died:
+        if message.msg_type == "status" and not self._died and b'"dead"' in message.content:
             # Kernels never report "dead"; the gateway does, when it gives up restarting.
             try:
                 self._died = messages.parse_json_part(message.content).get("execution_state") == "dead"

@@ -241,7 +241,7 @@ class MessagingTests(ChannelsTestCase):
 class ConnectionsTests(ChannelsTestCase):
     """Several connections, reconnects, and a kernel that dies."""
 
-    daemon_args = ("--session-buffer-age", "60")
+    daemon_args = ("--session-buffer-age", "60", "--ws-ping-interval", "0.2")
 
     @defer.inlineCallbacks
     def test_two_connections_share_iopub_but_not_replies(self) -> None:
@@ -342,6 +342,38 @@ class ConnectionsTests(ChannelsTestCase):
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["execution_state"] == "idle"))
         out = yield ws.execute("print('back', 'x' in dir())")
         self.assertEqual(stdout(out), "back False\n")
+
+    @defer.inlineCallbacks
+    def test_kernel_dead_for_good_closes_with_1011(self) -> None:
+        """A kernel that keeps dying is declared dead: iopub status dead, then close 1011, then 404."""
+        kernel_id = yield self.start_kernel()
+        ws = yield self.open(kernel_id, session_id="doomed")
+        while True:
+            out = yield ws.execute("import os\nos.getpid()")
+            [result] = [m for m in out if m["header"]["msg_type"] == "execute_result"]
+            start = len(ws.messages)
+            os.kill(int(result["content"]["data"]["text/plain"]), signal.SIGKILL)
+            [*_, status] = yield ws.wait_for(
+                lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] in ("restarting", "dead"),
+                since=start,
+            )
+            if status["content"]["execution_state"] == "dead":
+                break
+            yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m is None or m["execution_state"] == "idle"))
+        self.assertEqual(status["parent_header"], {})
+        code, reason = yield ws.closed
+        self.assertEqual((code, reason), (1011, "kernel died"))
+        model = yield self.model(kernel_id)
+        self.assertIsNone(model)
+
+    @defer.inlineCallbacks
+    def test_keepalive_pings(self) -> None:
+        """With --ws-ping-interval 0.2 the gateway pings an idle connection, which stays open."""
+        kernel_id = yield self.start_kernel()
+        ws = yield self.open(kernel_id)
+        yield poll_until(lambda: ws.pings >= 2, timeout=10)
+        out = yield ws.execute("print('alive')")
+        self.assertEqual(stdout(out), "alive\n")
 
     @defer.inlineCallbacks
     def test_delete_closes_the_socket_and_reconnect_is_404(self) -> None:
