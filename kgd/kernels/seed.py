@@ -20,7 +20,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import nbformat
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
@@ -67,6 +66,10 @@ def _notebook_language(notebook: Any) -> str:
 
 def load_seed(uri: str, specs: KernelSpecs, force_name: str = "") -> Seed:
     """Read the seed notebook and check that its kernel exists and speaks its language."""
+    # Imported here: nbformat and its JSON schema validation cost the daemon
+    # about 20 MiB, worth paying only when a seed notebook is configured.
+    import nbformat
+
     path = seed_path(uri)
     try:
         notebook = nbformat.read(path, as_version=4)
