@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
@@ -131,6 +133,18 @@ class MakeServiceTests(SynchronousTestCase):
         top.startService()
         self.stop(top)
         self.assertTrue(os.path.isdir(path))
+
+    def test_lean_daemon(self) -> None:
+        """The jupyter-websocket daemon without a seed notebook loads neither IPython nor nbformat (tens of MiB of RSS)."""
+        code = (
+            "import sys\n"
+            "from kgd.options import default_config\n"
+            "from kgd.service import makeService\n"
+            "makeService(default_config(listen=['tcp:0:interface=127.0.0.1'])).getServiceNamed\n"
+            "print(sorted(m for m in ('IPython', 'nbformat') if m in sys.modules))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
 
     def test_kernels_configured(self) -> None:
         """The Kernels service gets the configured limit, forced name and timeouts."""
