@@ -14,6 +14,7 @@ ends it (by PID) and waits for it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -38,9 +39,7 @@ def missing() -> str | None:
         return f"OpenSSH server not installed ({SSHD}, ssh-keygen); install with: {INSTALL_HINT}"
     if os.geteuid() != 0:
         return "the loopback sshd test logs in as root and must run as root"
-    try:
-        import gateway_provisioners  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("gateway_provisioners") is None:
         return f"gateway_provisioners is not installed; install with: {INSTALL_HINT}"
     return None
 

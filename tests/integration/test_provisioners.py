@@ -12,13 +12,11 @@ provisioned kernelspec clearly.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import signal
 import tempfile
-from typing import Any
-
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -166,7 +164,6 @@ class DefaultReactorTests(ProvisionedDaemonCase):
 
 
 def _key(connection_file: str) -> str:
-    import json
-
+    """The HMAC key in a kernel's connection file."""
     with open(connection_file) as f:
         return json.load(f)["key"]
