@@ -8,7 +8,12 @@ named provisioner through jupyter_client's ``KernelProvisionerFactory``
 imported harms nothing but its own kernels) and drives its asyncio API from
 Twisted: ``pre_launch``, ``launch_kernel`` and ``post_launch`` on start,
 ``poll`` on a ``LoopingCall`` to notice the end, ``send_signal``,
-``terminate``, ``kill`` and ``cleanup`` as ``IRunningKernel`` asks.
+``terminate``, ``kill`` and ``cleanup`` as ``IRunningKernel`` asks, and
+``shutdown_requested`` once the kernel has answered a shutdown request.
+A launch that fails is undone (kill, cleanup); ``stop()`` lets launches
+under way finish and undoes them, so stopping the gateway mid-launch
+leaves no kernel on a cluster.  ``KERNEL_*`` values are checked first
+(``provisioner_env``): provisioners paste some into shell and YAML.
 
 Provisioner coroutines await asyncio futures, so they run as asyncio tasks
 on the loop under Twisted's asyncio reactor and come back as Deferreds
