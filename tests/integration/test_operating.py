@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, protocol, reactor
 from twisted.trial import unittest
 
+from tests.integration import ws
 from tests.integration.daemon import REPO_ROOT, Client, Daemon, poll_until
 
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -79,6 +80,7 @@ class RunningDaemonTests(unittest.TestCase):
         before = yield self.metrics(client)
         python3 = (("kernelspec", "python3"),)
         self.assertNotIn(("kgd_kernel_starts_total", python3), before)
+        self.assertEqual([key for key in before if key[0].startswith("kgd_websocket_messages")], [])
 
         # The token travels as ?token=, as a header and in a cookie: none may reach the log.
         status, _, kernel = yield anonymous.request(
@@ -87,6 +89,23 @@ class RunningDaemonTests(unittest.TestCase):
         self.assertEqual(status, 201, kernel)
         status, _, _ = yield client.request("POST", f"/api/kernels/{kernel['id']}/restart")
         self.assertEqual(status, 200)
+        # A browser-style WebSocket: the token in the query string.
+        connection = yield ws.connect(daemon.ws_url, kernel["id"], token=TOKEN)
+        replies = yield connection.execute("print('x' * 10)")
+        self.assertIn("xxxxxxxxxx\n", [m["content"].get("text") for m in replies])
+
+        during = yield self.metrics(client)
+        self.assertEqual(during[("kgd_websocket_connections", ())], 1)
+        shell_in = ("kgd_websocket_messages_total", (("channel", "shell"), ("direction", "in")))
+        iopub_out = ("kgd_websocket_messages_total", (("channel", "iopub"), ("direction", "out")))
+        shell_out = ("kgd_websocket_bytes_total", (("channel", "shell"), ("direction", "out")))
+        self.assertEqual(during[shell_in], 1)
+        self.assertGreaterEqual(during[iopub_out], 3)  # busy, stream, idle (execute_input too)
+        self.assertGreater(during[shell_out], 100)  # the execute_reply
+        status, _, model = yield client.request("GET", "/api/status")
+        self.assertEqual((status, model["kernels"], model["connections"]), (200, 1, 1))
+        yield connection.close()
+        yield poll_until(lambda: self.metrics(client).addCallback(lambda m: m[("kgd_websocket_connections", ())] == 0))
 
         after = yield self.metrics(client)
         self.assertEqual(after[("kgd_kernel_starts_total", python3)], 1)
@@ -97,11 +116,14 @@ class RunningDaemonTests(unittest.TestCase):
         created = ("kgd_http_requests_total", (("method", "POST"), ("route", "/api/kernels"), ("status", "201")))
         self.assertEqual(after[created], 1)
         scraped = ("kgd_http_requests_total", (("method", "GET"), ("route", "/metrics"), ("status", "200")))
-        self.assertEqual(after[scraped], before.get(scraped, 0) + 1)
+        self.assertGreater(during[scraped], before.get(scraped, 0))
+        self.assertGreater(after[scraped], during[scraped])
 
         status, _, model = yield client.request("GET", "/api/status")
         self.assertEqual(status, 200)
         self.assertEqual((model["kernels"], model["connections"]), (1, 0))
+        for key in (shell_in, iopub_out, shell_out):
+            self.assertGreaterEqual(after[key], during[key])
         self.assertGreaterEqual(model["last_activity"], model["started"])
 
         yield daemon.stop()
@@ -124,6 +146,27 @@ class RunningDaemonTests(unittest.TestCase):
         status, headers, body = yield client.request("GET", "/metrics")
         self.assertEqual(status, 200)
         return scrape(body.decode())
+
+
+class PrespawnReadinessTests(unittest.TestCase):
+    """With --prespawn-count, kgd is ready only once the prespawned kernels are up."""
+
+    timeout = 90
+
+    @defer.inlineCallbacks
+    def test_ready_after_prespawn(self) -> None:
+        """READY=1 comes after both prespawned kernels started, and /readyz reports the pool as filled."""
+        notify = NotifySocket(self)
+        daemon = Daemon(["--prespawn-count", "2", "--log-format", "json"], env={"NOTIFY_SOCKET": notify.path})
+        yield daemon.start()
+        self.addCleanup(daemon.stop)
+        yield poll_until(lambda: "READY" in notify.keys(), timeout=60)
+        self.assertEqual(notify.received[-1], {"READY": "1", "STATUS": "serving 2 kernels"})
+        events = [json.loads(line).get("event") for line in daemon.log.decode().splitlines() if line.startswith("{")]
+        self.assertEqual(events.count("kernel_started"), 2)
+        self.assertGreater(events.index("ready"), max(i for i, e in enumerate(events) if e == "kernel_started"))
+        status, _, body = yield Client(daemon).request("GET", "/readyz")
+        self.assertEqual((status, body["checks"].get("prespawn")), (200, True))
 
 
 class SocketActivationTests(unittest.TestCase):

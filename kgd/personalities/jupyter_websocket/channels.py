@@ -62,6 +62,7 @@ from twisted.web.resource import IResource
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
+from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
 from kgd.personalities.jupyter_websocket.channel_sessions import CLOSE_NORMAL, KernelSessions, Session
 
@@ -188,6 +189,8 @@ class ChannelsProtocol(WebSocketServerProtocol):
             session.send(channel, message)
         except KernelGone:
             self.end(CLOSE_NORMAL, "kernel shut down")
+            return
+        self._relayed(channel, "in", len(payload))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self._session = self._session, None
@@ -216,7 +219,9 @@ class ChannelsProtocol(WebSocketServerProtocol):
         if self.state != _OPEN:
             return
         if self._v1:
-            self.transport.writeSequence(frame(OPCODE_BINARY, messages.to_ws_v1(channel, message)))
+            payload = messages.to_ws_v1(channel, message)
+            self.transport.writeSequence(frame(OPCODE_BINARY, payload))
+            self._relayed(channel, "out", len(payload))
             return
         try:
             payload, binary = messages.to_ws_legacy(channel, message)
@@ -229,6 +234,11 @@ class ChannelsProtocol(WebSocketServerProtocol):
             )
             return
         self.transport.writeSequence(frame(OPCODE_BINARY if binary else OPCODE_TEXT, payload))
+        self._relayed(channel, "out", len(payload))
+
+    def _relayed(self, channel: str, direction: str, nbytes: int) -> None:
+        if self._channels is not None:
+            self._channels.metrics.message_relayed(channel, direction, nbytes)
 
     def end(self, code: int, reason: str) -> None:
         """Close from the gateway's side with ``code``; the session has let go of us."""
@@ -286,9 +296,10 @@ class _Upgrade:
 class Channels:
     """The channels WebSockets of every kernel, by kernel id."""
 
-    def __init__(self, clock: IReactorTime, settings: ChannelsSettings) -> None:
+    def __init__(self, clock: IReactorTime, settings: ChannelsSettings, metrics: Metrics | None = None) -> None:
         self._clock = clock
         self._settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.factory = ChannelsFactory(server="kgd", reactor=clock)
         self.factory.setProtocolOptions(**settings.protocol_options())
         self._kernels: dict[str, KernelSessions] = {}

@@ -53,7 +53,7 @@ class KernelsAPI:
         self.gateway = gateway
         self.kernels = gateway.kernels
         self.specs = gateway.specs
-        self.channels = Channels(gateway.reactor, ChannelsSettings.from_config(gateway.config))
+        self.channels = Channels(gateway.reactor, ChannelsSettings.from_config(gateway.config), gateway.metrics)
         self.sessions = SessionsAPI(gateway)
         self.pool = prespawn_pool(gateway)
 
