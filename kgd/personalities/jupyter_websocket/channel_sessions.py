@@ -27,7 +27,7 @@ protocol in ``channels``), so this module knows nothing of Autobahn.
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -44,6 +44,7 @@ NUDGE_TIMEOUT = 10.0
 
 # WebSocket close codes this module asks for (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 
 
@@ -53,8 +54,11 @@ class Connection(Protocol):
     def deliver(self, channel: str, message: RawMessage) -> None:
         """Send a kernel message to the client."""
 
-    def end(self, code: int, reason: str) -> None:
-        """Close the connection from the gateway's side; the session no longer uses it."""
+    def end(self, code: int, reason: str) -> Any:
+        """Close the connection from the gateway's side; the session no longer uses it.
+
+        Returns a Deferred that fires once the connection is closed.
+        """
 
 
 class Session:
@@ -285,12 +289,23 @@ class KernelSessions:
             session.deliver("iopub", message)
 
     def _kernel_gone(self, kernel: Kernel) -> None:
-        code, reason = (CLOSE_INTERNAL_ERROR, "kernel died") if self._died else (CLOSE_NORMAL, "kernel shut down")
+        if self._died:
+            self.end_all(CLOSE_INTERNAL_ERROR, "kernel died")
+        else:
+            self.end_all(CLOSE_NORMAL, "kernel shut down")
+
+    def end_all(self, code: int, reason: str) -> list[Any]:
+        """Close every connection with ``code`` and release every session.
+
+        Returns a Deferred per connection that fires once it is closed.
+        """
         sessions, self._sessions = list(self._sessions.values()), {}
+        closing = []
         for session in sessions:
             connection = session.connection
             session.close()
             if connection is not None:
                 self.kernel.connections -= 1
-                connection.end(code, reason)
+                closing.append(connection.end(code, reason))
         self._detach()
+        return closing

@@ -25,8 +25,9 @@
 #   "parent_header":{}}.
 #
 #   Close codes sent by the gateway:
-#     1000 kernel shut down (DELETE, culling, daemon stop), or replaced by a
-#          newer connection with the same session_id
+#     1000 kernel shut down (DELETE, culling), or replaced by a newer
+#          connection with the same session_id
+#     1001 the gateway is stopping
 #     1003 a text frame on the v1 subprotocol
 #     1007 a frame that is not a Jupyter message (bad JSON, truncated table)
 #     1008 a message for a channel a client cannot write (iopub, unknown)
@@ -55,7 +56,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.util import encode_truncate
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
@@ -64,7 +66,12 @@ from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
 from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
-from kgd.personalities.jupyter_websocket.channel_sessions import CLOSE_NORMAL, KernelSessions, Session
+from kgd.personalities.jupyter_websocket.channel_sessions import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    KernelSessions,
+    Session,
+)
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
@@ -240,11 +247,16 @@ class ChannelsProtocol(WebSocketServerProtocol):
         if self._channels is not None:
             self._channels.metrics.message_relayed(channel, direction, nbytes)
 
-    def end(self, code: int, reason: str) -> None:
-        """Close from the gateway's side with ``code``; the session has let go of us."""
+    def end(self, code: int, reason: str) -> defer.Deferred[Any]:
+        """Close from the gateway's side with ``code``; the session has let go of us.
+
+        Fires once the connection is closed: the client answered the close,
+        or did not within the close handshake timeout and was dropped.
+        """
         self._session = None
         if self.state == _OPEN:
             self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123))
+        return self.is_closed
 
     def _refuse(self, code: int, reason: str) -> None:
         self._log.warn(
@@ -303,6 +315,9 @@ class Channels:
         self.factory = ChannelsFactory(server="kgd", reactor=clock)
         self.factory.setProtocolOptions(**settings.protocol_options())
         self._kernels: dict[str, KernelSessions] = {}
+        if IReactorCore.providedBy(clock):
+            # Before the services stop: the reactor would drop the sockets without a close frame.
+            clock.addSystemEventTrigger("before", "shutdown", self.close_all)
 
     def resource(self, kernel: Kernel, session_id: str | None) -> IResource:
         """The resource that upgrades this request to a channels WebSocket of ``kernel``."""
@@ -317,6 +332,13 @@ class Channels:
             sessions = KernelSessions(kernel, self._clock, self._settings.buffer, self._forget)
             self._kernels[kernel.kernel_id] = sessions
         return sessions
+
+    def close_all(self) -> defer.Deferred[Any]:
+        """Close every channels WebSocket with 1001, as the gateway stops; fires once all are closed."""
+        closing = []
+        for sessions in list(self._kernels.values()):
+            closing.extend(sessions.end_all(CLOSE_GOING_AWAY, "gateway shutting down"))
+        return defer.DeferredList(closing, consumeErrors=True)
 
     def _forget(self, sessions: KernelSessions) -> None:
         if self._kernels.get(sessions.kernel.kernel_id) is sessions:

@@ -387,6 +387,15 @@ class ConnectionsTests(ChannelsTestCase):
         status, _, body = yield self.client.request("GET", f"/api/kernels/{kernel_id}/channels", headers=upgrade_headers())
         self.assertEqual(status, 404, body)
 
+    @defer.inlineCallbacks
+    def test_daemon_stop_closes_with_1001(self) -> None:
+        """Stopping the gateway closes its WebSockets with 1001 before the kernels go."""
+        kernel_id = yield self.start_kernel()
+        ws = yield self.open(kernel_id, session_id="bye")
+        yield self.daemon.stop()
+        code, reason = yield ws.closed
+        self.assertEqual((code, reason), (1001, "gateway shutting down"))
+
 
 class RefusalTests(ChannelsTestCase):
     """Bad handshakes are refused over HTTP; bad frames close only their own connection."""
