@@ -64,19 +64,28 @@ def _notebook_language(notebook: Any) -> str:
     return language if isinstance(language, str) else ""
 
 
-def load_seed(uri: str, specs: KernelSpecs, force_name: str = "") -> Seed:
-    """Read the seed notebook and check that its kernel exists and speaks its language."""
+def read_notebook(uri: str) -> tuple[str, bytes, Any]:
+    """Read the notebook a seed URI names: its absolute path, raw bytes and nbformat-4 content."""
     # Imported here: nbformat and its JSON schema validation cost the daemon
     # about 20 MiB, worth paying only when a seed notebook is configured.
     import nbformat
 
-    path = seed_path(uri)
+    path = os.path.abspath(seed_path(uri))
     try:
-        notebook = nbformat.read(path, as_version=4)
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as error:
         raise SeedConfigError(f"--seed-uri: cannot read {path}: {error.strerror}") from None
+    try:
+        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
     except Exception as error:  # nbformat raises many types for a file that is not a notebook
         raise SeedConfigError(f"--seed-uri: {path} is not a notebook: {error}") from None
+    return path, raw, notebook
+
+
+def load_seed(uri: str, specs: KernelSpecs, force_name: str = "") -> Seed:
+    """Read the seed notebook and check that its kernel exists and speaks its language."""
+    path, _, notebook = read_notebook(uri)
     named = (notebook.get("metadata", {}).get("kernelspec") or {}).get("name")
     kernel_name = choose_kernel_name(named if isinstance(named, str) else None, specs.default_name, force_name)
     try:

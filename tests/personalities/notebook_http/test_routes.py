@@ -336,7 +336,7 @@ class NotebookVariantsTests(TestCase):
             ([], "needs --seed-uri"),
             (["--seed-uri", notebook("failing_code.ipynb")], "No endpoints were discovered"),
             (["--seed-uri", notebook("unknown_kernel.ipynb")], "No such kernel named fakelang2000"),
-            (["--seed-uri", notebook("no-such-notebook.ipynb")], "cannot read seed notebook"),
+            (["--seed-uri", notebook("no-such-notebook.ipynb")], "--seed-uri: cannot read"),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KG_", "KGD_"))}
         env["PYTHONPATH"] = REPO_ROOT
