@@ -150,6 +150,22 @@ class ChannelsProtocol(WebSocketServerProtocol):
 
     # -- Autobahn hooks ------------------------------------------------------
 
+    def connectionMade(self) -> None:
+        """Turn Nagle's algorithm off, then let Autobahn start.
+
+        Autobahn means to do it (``tcpNoDelay``) but reads the option before
+        copying it from the factory, so the attempt fails silently; with
+        Nagle on, each small frame after the first waits for the client's
+        delayed ACK (the reference gateway's 40 ms round trips).
+        """
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:  # not TCP (a Unix socket)
+                pass
+        super().connectionMade()
+
     def onConnect(self, request: ConnectionRequest) -> str | None:
         """Select the v1 subprotocol if, and only if, the client offers it."""
         self._v1 = messages.V1_SUBPROTOCOL in request.protocols

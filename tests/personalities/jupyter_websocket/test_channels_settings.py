@@ -1,13 +1,23 @@
-"""The pure parts of the channels WebSocket: its Autobahn options and its frame header."""
+"""The channels WebSocket without a network: its Autobahn options, frame headers and TCP_NODELAY."""
 
 from __future__ import annotations
 
 import struct
 
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from kgd.options import default_config
-from kgd.personalities.jupyter_websocket.channels import OPCODE_BINARY, OPCODE_TEXT, ChannelsSettings, frame
+from kgd.personalities.jupyter_websocket.channels import (
+    OPCODE_BINARY,
+    OPCODE_TEXT,
+    ChannelsFactory,
+    ChannelsSettings,
+    frame,
+)
 
 
 class SettingsTests(unittest.TestCase):
@@ -58,3 +68,34 @@ class FrameTests(unittest.TestCase):
         """From 65536 bytes on, the 64-bit extended length."""
         header, _ = frame(OPCODE_TEXT, b"x" * 65536)
         self.assertEqual(header, b"\x81\x7f" + struct.pack("!Q", 65536))
+
+
+class _RecordingTransport(StringTransport):
+    """A transport that remembers what TCP_NODELAY was set to."""
+
+    no_delay: bool | None = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+class NoDelayTests(unittest.TestCase):
+    """Nagle's algorithm is off on every channels connection."""
+
+    def test_connection_sets_tcp_nodelay(self) -> None:
+        """The protocol turns TCP_NODELAY on as the connection starts (Autobahn's own attempt misses)."""
+        factory = ChannelsFactory(reactor=Clock())
+        factory.setProtocolOptions(**ChannelsSettings().protocol_options())
+        protocol = factory.buildProtocol(None)
+        transport = _RecordingTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        self.assertIs(transport.no_delay, True)
+
+    def test_unix_sockets_are_fine(self) -> None:
+        """A transport without TCP options (a Unix socket) still connects."""
+        protocol = ChannelsFactory(reactor=Clock()).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        self.assertTrue(protocol.transport is transport)
