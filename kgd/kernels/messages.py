@@ -272,28 +272,31 @@ def to_zmq(message: RawMessage, signer: Signer) -> list[bytes]:
     return [DELIMITER, signer.sign(parts), *parts, *message.buffers]
 
 
+def _legacy_json_pieces(channel: str, message: RawMessage, buffers_field: bytes) -> list[bytes]:
+    """The legacy JSON object as pieces: the raw parts between the literal glue."""
+    return [
+        b'{"header":',
+        message.header,
+        b',"msg_id":',
+        _dumps_str(message.msg_id),
+        b',"msg_type":',
+        _dumps_str(message.msg_type),
+        b',"parent_header":',
+        message.parent_header,
+        b',"metadata":',
+        message.metadata,
+        b',"content":',
+        message.content,
+        buffers_field,
+        b',"channel":',
+        _dumps_str(channel),
+        b"}",
+    ]
+
+
 def _legacy_json(channel: str, message: RawMessage, buffers_field: bytes) -> bytes:
     """Splice the legacy JSON object from the raw parts, without re-encoding them."""
-    return b"".join(
-        (
-            b'{"header":',
-            message.header,
-            b',"msg_id":',
-            _dumps_str(message.msg_id),
-            b',"msg_type":',
-            _dumps_str(message.msg_type),
-            b',"parent_header":',
-            message.parent_header,
-            b',"metadata":',
-            message.metadata,
-            b',"content":',
-            message.content,
-            buffers_field,
-            b',"channel":',
-            _dumps_str(channel),
-            b"}",
-        )
-    )
+    return b"".join(_legacy_json_pieces(channel, message, buffers_field))
 
 
 def to_ws_json(channel: str, message: RawMessage) -> bytes:
@@ -322,6 +325,18 @@ def to_ws_legacy_binary(channel: str, message: RawMessage) -> bytes:
         raise MalformedMessage("message too large for legacy binary frame offsets")
     table = struct.pack(f">{len(parts) + 1}I", len(parts), *starts)
     return b"".join((table, *parts))
+
+
+def to_ws_legacy_pieces(channel: str, message: RawMessage) -> tuple[list[bytes], bool]:
+    """``to_ws_legacy`` as pieces whose concatenation is the frame payload.
+
+    For a writer that hands them to the socket as they are (a vectored
+    write), so that megabytes of output are not copied once more just to be
+    joined: the parts stay the kernel's own bytes objects.
+    """
+    if not message.buffers:
+        return _legacy_json_pieces(channel, message, b',"buffers":[]'), False
+    return [to_ws_legacy_binary(channel, message)], True
 
 
 def to_ws_legacy(channel: str, message: RawMessage) -> tuple[bytes, bool]:
@@ -433,6 +448,11 @@ def from_ws_legacy_binary(data: bytes) -> tuple[str, RawMessage]:
 
 def to_ws_v1(channel: str, message: RawMessage) -> bytes:
     """Encode a message as a v1-subprotocol binary frame, parts verbatim."""
+    return b"".join(to_ws_v1_pieces(channel, message))
+
+
+def to_ws_v1_pieces(channel: str, message: RawMessage) -> list[bytes]:
+    """``to_ws_v1`` as pieces whose concatenation is the frame (see to_ws_legacy_pieces)."""
     parts = [
         channel.encode("utf-8"),
         message.header,
@@ -443,7 +463,7 @@ def to_ws_v1(channel: str, message: RawMessage) -> bytes:
     ]
     count = len(parts) + 1
     offsets = accumulate(map(len, parts), initial=8 * (count + 1))
-    return b"".join((struct.pack(f"<{count + 1}Q", count, *offsets), *parts))
+    return [struct.pack(f"<{count + 1}Q", count, *offsets), *parts]
 
 
 def _looks_like_object(part: bytes) -> bool:
