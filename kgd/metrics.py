@@ -80,6 +80,7 @@ class Metrics:
         self.ws_bytes = Counter(
             "kgd_websocket_bytes", "Bytes relayed over channels WebSockets", ["channel", "direction"], registry=r
         )
+        self._relay_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.http_requests = Counter(
             "kgd_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
         )
@@ -107,9 +108,18 @@ class Metrics:
     # -- the WebSocket relay -----------------------------------------------------
 
     def message_relayed(self, channel: str, direction: str, nbytes: int) -> None:
-        """Count one message on ``channel`` going ``direction`` ("in" from a client, "out" to one)."""
-        self.ws_messages.labels(channel, direction).inc()
-        self.ws_bytes.labels(channel, direction).inc(nbytes)
+        """Count one message on ``channel`` going ``direction`` ("in" from a client, "out" to one).
+
+        Called for every relayed message, so the labelled children are
+        looked up once per (channel, direction) and kept: prometheus_client's
+        ``labels()`` costs more than the relay's own work on a small message.
+        """
+        counters = self._relay_counters.get((channel, direction))
+        if counters is None:
+            counters = (self.ws_messages.labels(channel, direction), self.ws_bytes.labels(channel, direction))
+            self._relay_counters[(channel, direction)] = counters
+        counters[0].inc()
+        counters[1].inc(nbytes)
 
     # -- log events --------------------------------------------------------------
 
