@@ -126,9 +126,7 @@ def build_site(gateway: Gateway) -> GatewaySite:
         personality = personalities[name]
         prefix = () if index == 0 else (name,)
         mounts.append(Mount(prefix, personality.resource(gateway), personality.is_public))
-    cors = CorsSettings(
-        **{field: getattr(config, field, "") or "" for field in CorsSettings.__dataclass_fields__}
-    )
+    cors = CorsSettings(**{field: getattr(config, field) for field in CorsSettings.__dataclass_fields__})
     root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
     return GatewaySite(root, max_body_size=config.max_body_size)
 
@@ -169,8 +167,8 @@ def makeService(
         reactor,
         force_name=config.force_kernel_name,
         max_kernels=config.max_kernels,
-        env_whitelist=getattr(config, "env_whitelist", ()) or (),
-        env_process_whitelist=getattr(config, "env_process_whitelist", ()) or (),
+        env_whitelist=config.env_whitelist,
+        env_process_whitelist=config.env_process_whitelist,
         start_timeout=config.kernel_start_timeout,
         shutdown_wait=config.shutdown_wait_time,
     )
