@@ -30,11 +30,11 @@ class Gateway:
     specs: KernelSpecs
     reactor: Any
     extras: dict[str, Any] = field(default_factory=dict)
-    metrics: Metrics = field(default_factory=Metrics)
-    readiness: Readiness = field(default_factory=Readiness)
     #: Services a personality needs running (e.g. a kernel pool); the daemon
     #: starts them after the kernels service and stops them before it.
     services: list[Any] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    readiness: Readiness = field(default_factory=Readiness)
 
     def url(self, *segments: str) -> str:
         """An absolute path below the base URL, e.g. ``url("api", "kernels", kid)``."""

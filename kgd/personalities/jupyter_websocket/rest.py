@@ -20,8 +20,8 @@ from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
 from kgd.kernels.policy import InvalidKernelRequest, validate_env
 from kgd.kernels.service import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
-from kgd.personalities.jupyter_websocket.channels import Channels, ChannelsSettings
 from kgd.personalities.jupyter_websocket import openapi
+from kgd.personalities.jupyter_websocket.channels import Channels, ChannelsSettings
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
 from kgd.policies import prespawn_pool
 from kgd.web.errors import HTTPError
