@@ -69,9 +69,6 @@ class IZmqSockets(Interface):
     def subscriber(url, receive):
         """A SUB socket subscribed to everything on ``url``."""
 
-    def requester(url, receive):
-        """A REQ-like socket for the heartbeat channel: send a ping, ``receive`` gets the echo."""
-
 
 class IPersonality(Interface):
     """An API the gateway can expose; found as a Twisted plugin.

@@ -81,6 +81,9 @@ class Metrics:
             "kgd_websocket_bytes", "Bytes relayed over channels WebSockets", ["channel", "direction"], registry=r
         )
         self._relay_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self.bad_signatures = Counter(
+            "kgd_bad_signatures", "Kernel messages dropped for a bad HMAC signature", ["channel"], registry=r
+        )
         self.http_requests = Counter(
             "kgd_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
         )
@@ -143,6 +146,8 @@ class Metrics:
             self.kernel_restarts.labels(spec, str(event.get("reason", "request"))).inc()
         elif kind == "kernel_died":
             self.kernel_deaths.labels(spec).inc()
+        elif kind == "bad_signature":
+            self.bad_signatures.labels(str(event.get("channel", ""))).inc()
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

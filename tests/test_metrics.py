@@ -55,10 +55,16 @@ class LogEventTests(unittest.TestCase):
             sample(m, "kgd_http_request_duration_seconds_sum", method="GET", route="/api/kernels/<kernel_id>"), 0.006
         )
 
+    def test_bad_signatures_counted(self) -> None:
+        """A kernel message dropped for a bad signature is counted by channel."""
+        self.metrics({"event": "bad_signature", "kernel_id": "k", "channel": "iopub"})
+        self.metrics({"event": "bad_signature", "kernel_id": "k", "channel": "iopub"})
+        self.assertEqual(sample(self.metrics, "kgd_bad_signatures_total", channel="iopub"), 2)
+
     def test_other_events_ignored(self) -> None:
         """Events that stand for no metric change nothing."""
         before = self.metrics.exposition()
-        self.metrics({"event": "bad_signature", "kernel_id": "k"})
+        self.metrics({"event": "kernel_output", "kernel_id": "k"})
         self.metrics({"log_format": "plain text"})
         self.assertEqual(self.metrics.exposition(), before)
 

@@ -5,6 +5,10 @@ reactor when imported, so the import happens when the first socket factory
 is made (after twistd has installed the reactor it was asked for, asyncio
 included), and everything above this module talks to ``IZmqSockets`` so that
 tests can hand it a fake.
+
+The heartbeat channel is not opened: like jupyter_client's restarter, kgd
+learns that a kernel died from its process (or its provisioner's poll), which
+is exact, where a missed heartbeat under load is a guess.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ Receiver = Callable[[list[bytes]], None]
 
 
 def channel_url(connection_info: dict[str, Any], channel: str) -> str:
-    """The ZeroMQ URL of one channel (shell, control, stdin, iopub, hb) of a kernel."""
+    """The ZeroMQ URL of one channel (shell, control, stdin or iopub) of a kernel."""
     port = connection_info[f"{channel}_port"]
     transport = connection_info.get("transport", "tcp")
     ip = connection_info.get("ip", "127.0.0.1")
@@ -81,10 +85,7 @@ class TxZmqSockets:
                 super().__init__(factory, endpoint, receive)
                 self.socket.setsockopt(constants.SUBSCRIBE, b"")
 
-        class Requester(Dealer):
-            socketType = constants.REQ
-
-        return {"dealer": Dealer, "subscriber": Subscriber, "requester": Requester}
+        return {"dealer": Dealer, "subscriber": Subscriber}
 
     def _open(self, kind: str, url: str, receive: Receiver, identity: bytes | None = None) -> IZmqSocket:
         endpoint = self._txzmq.ZmqEndpoint(self._txzmq.ZmqEndpointType.connect, url)
@@ -97,9 +98,6 @@ class TxZmqSockets:
 
     def subscriber(self, url: str, receive: Receiver) -> IZmqSocket:
         return self._open("subscriber", url, receive)
-
-    def requester(self, url: str, receive: Receiver) -> IZmqSocket:
-        return self._open("requester", url, receive)
 
     def close(self) -> None:
         """Close every socket and the ZeroMQ context."""

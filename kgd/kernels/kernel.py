@@ -499,7 +499,7 @@ class Kernel:
             return
         self._iopub_seen = True
         msg_type = message.msg_type
-        parent_type = _parent_msg_type(message)
+        parent_type = message.parent_msg_type
         if msg_type == "status":
             state = messages.parse_json_part(message.content).get("execution_state")
             if isinstance(state, str) and self._ready is None:
@@ -549,9 +549,3 @@ class Kernel:
         for listener in list(self._iopub_listeners):
             listener(message)
 
-
-def _parent_msg_type(message: messages.RawMessage) -> str | None:
-    if message.parent_header in (b"{}", b""):
-        return None
-    value = messages.parse_json_part(message.parent_header).get("msg_type")
-    return value if isinstance(value, str) else None

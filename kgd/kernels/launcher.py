@@ -114,7 +114,6 @@ class LocalKernel:
         connection_file: str,
     ) -> None:
         self._transport = transport
-        self._protocol = process_protocol
         self.connection_info = connection_info
         self.connection_file = connection_file
         self.pid: int | None = transport.pid

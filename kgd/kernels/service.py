@@ -78,7 +78,6 @@ class Kernels(Service):
         self._starting: dict[str, Kernel] = {}
         self._stopping: dict[str, defer.Deferred[None]] = {}
         self.prepare_hooks: list[KernelHook] = []
-        self.started_count = 0
 
     # -- queries -------------------------------------------------------------
 
@@ -169,7 +168,6 @@ class Kernels(Service):
             yield kernel.shutdown()
             raise KernelStartError("the gateway is shutting down")
         self._kernels[kernel.kernel_id] = kernel
-        self.started_count += 1
         log.info(
             "kernel {kernel_id} ({spec_name}) started in {duration_ms:.0f}ms",
             kernel_id=kernel.kernel_id,

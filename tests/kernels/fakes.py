@@ -96,8 +96,6 @@ class FakeSockets:
     def subscriber(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:
         return self._open("subscriber", url, receive)
 
-    def requester(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:
-        return self._open("requester", url, receive)
 
     def close(self) -> None:
         """Close the (pretend) ZeroMQ context, as ``TxZmqSockets.close`` does."""
