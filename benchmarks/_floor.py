@@ -9,6 +9,7 @@ between: an ``AsyncKernelManager`` starts a local ``python3`` kernel and an
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,4 +58,4 @@ async def floor_execute(client: AsyncKernelClient, code: str) -> ExecuteResult:
         if msg["msg_type"] == "stream":
             stream_bytes += len(msg["content"]["text"].encode())
         elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return ExecuteResult(stream_bytes)
+            return ExecuteResult(stream_bytes, time.perf_counter())

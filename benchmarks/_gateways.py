@@ -66,6 +66,12 @@ class Gateway:
         """Request headers carrying the auth token, if any."""
         return {"Authorization": f"token {self.auth_token}"} if self.auth_token else {}
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the gateway process (all its threads, kernels excluded)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from the third on; utime, stime are 14, 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mib(self) -> float:
         """Resident set size of the gateway process itself (kernels excluded)."""
         return read_rss_kib(self.pid) / 1024

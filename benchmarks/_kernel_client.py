@@ -2,7 +2,8 @@
 
 The same client drives kgd and the reference gateway, so differences in the
 numbers come from the gateways. It speaks the legacy JSON text-frame protocol
-(no subprotocol), which every gateway client supports, and sets TCP_NODELAY on
+(no subprotocol), which every gateway client supports (``_v1_client`` is the
+lean v1-subprotocol client used for the throughput rows), and sets TCP_NODELAY on
 its socket: without it the client's own Nagle delay would be added to the
 gateway's and distort small-message round trips.
 """
@@ -13,6 +14,7 @@ import asyncio
 import http.client
 import json
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,9 +74,15 @@ def set_nodelay(sock: socket.socket | None) -> None:
 
 @dataclass
 class ExecuteResult:
-    """What one execute_request produced until its iopub idle."""
+    """What one execute_request produced until its iopub idle.
+
+    ``idle_at`` is ``time.perf_counter()`` when the idle status was seen,
+    taken before any post-processing, so a client may count ``stream_bytes``
+    after it without that work being timed.
+    """
 
     stream_bytes: int
+    idle_at: float
 
 
 class Channels:
@@ -120,7 +128,7 @@ class Channels:
             if msg["msg_type"] == "stream":
                 stream_bytes += len(msg["content"]["text"].encode())
             elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return ExecuteResult(stream_bytes)
+                return ExecuteResult(stream_bytes, time.perf_counter())
 
     async def _receive(self) -> dict[str, Any]:
         frame = await asyncio.wait_for(self._ws.recv(), TIMEOUT_S)
