@@ -190,11 +190,17 @@ class ChannelsConnection:
         return deferred.addTimeout(timeout, reactor)
 
     def execute(self, code: str, timeout: float = 30.0, **kwargs: Any) -> defer.Deferred[list[Message]]:
-        """Run ``code``; fire with what arrived until both its ``status: idle`` and its reply did."""
+        """Run ``code``; fire with the messages answering it, until both its ``status: idle`` and its reply came.
+
+        Only messages whose parent is this request are kept: iopub is shared, so
+        another connection's output on the same kernel may arrive meanwhile.
+        """
         message = execute_request(code, **kwargs)
+        msg_id = message["header"]["msg_id"]
         start = len(self.messages)
         self.send(message)
-        return self.wait_for(finished(message), timeout, since=start)
+        arrived = self.wait_for(finished(message), timeout, since=start)
+        return arrived.addCallback(lambda messages: [m for m in messages if m["parent_header"].get("msg_id") == msg_id])
 
     def close(self) -> defer.Deferred[tuple[int | None, str | None]]:
         """Close from the client side and wait for the end."""
