@@ -161,7 +161,10 @@ class _JupyterServer:
                     return
             except OSError:
                 pass  # not listening yet
-            time.sleep(POLL_INTERVAL)
+            try:  # wait for the next poll, or for the server to exit, whichever comes first
+                self.process.wait(POLL_INTERVAL)
+            except subprocess.TimeoutExpired:
+                pass
         raise ScenarioError(f"jupyter server not ready in {SERVER_START_TIMEOUT} s")
 
     def stop(self) -> int:
