@@ -27,26 +27,11 @@ from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.web.resource import GatewayResource, Mount
 from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
+from tests.responses import Response
 
 TOKEN = "t0ken"
 LOGO = b"\x89PNG\r\n\x1a\n fake"
 ROOT = "http://127.0.0.1/base"
-
-
-class Response:
-    """What a test needs of a response: status, headers and the body (bytes and JSON)."""
-
-    def __init__(self, code: int, headers: Any, body: bytes) -> None:
-        self.code = code
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.getRawHeaders(name)
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 class RestTestCase(SynchronousTestCase):
@@ -106,7 +91,7 @@ class RestTestCase(SynchronousTestCase):
 
     def assertError(self, response: Response, code: int, message: str | None = None) -> dict:
         """The response is a JSON error with this status, the one error shape, and (optionally) this message."""
-        self.assertEqual(response.code, code, response.body)
+        self.assertEqual(response.status, code, response.body)
         self.assertEqual(response.header("Content-Type"), "application/json")
         body = response.json()
         self.assertEqual(set(body), {"reason", "message"})
@@ -116,7 +101,7 @@ class RestTestCase(SynchronousTestCase):
 
     def start(self, body: Any = None) -> dict:
         response = self.request("POST", "/api/kernels", body)
-        self.assertEqual(response.code, 201, response.body)
+        self.assertEqual(response.status, 201, response.body)
         return response.json()
 
 
@@ -124,7 +109,7 @@ class VersionAndSpecsTests(RestTestCase):
     def test_version(self) -> None:
         """GET /api reports kgd's own version."""
         response = self.request("GET", "/api")
-        self.assertEqual(response.code, 200)
+        self.assertEqual(response.status, 200)
         self.assertEqual(response.json(), {"version": kgd.__version__})
 
     def test_token_required(self) -> None:
@@ -149,7 +134,7 @@ class VersionAndSpecsTests(RestTestCase):
     def test_one_kernelspec(self) -> None:
         """GET /api/kernelspecs/{name} is that spec's model; an unknown name is a 404."""
         response = self.request("GET", "/api/kernelspecs/other")
-        self.assertEqual(response.code, 200)
+        self.assertEqual(response.status, 200)
         self.assertEqual(response.json()["name"], "other")
         self.assertError(self.request("GET", "/api/kernelspecs/nope"), 404, "Kernel spec nope not found")
 
@@ -166,7 +151,7 @@ class VersionAndSpecsTests(RestTestCase):
     def test_resource_file(self) -> None:
         """A spec's logo is served with its content type and a long cache lifetime."""
         response = self.request("GET", "/kernelspecs/python3/logo-64x64.png")
-        self.assertEqual(response.code, 200)
+        self.assertEqual(response.status, 200)
         self.assertEqual(response.body, LOGO)
         self.assertEqual(response.header("Content-Type"), "image/png")
         self.assertEqual(response.header("Cache-Control"), "max-age=2592000")
@@ -184,7 +169,7 @@ class VersionAndSpecsTests(RestTestCase):
             "/kernelspecs/python3//etc/passwd",
         ):
             response = self.request("GET", path)
-            self.assertEqual(response.code, 404, path)
+            self.assertEqual(response.status, 404, path)
             self.assertNotIn(b"outside the spec", response.body)
             self.assertNotIn(b"root:", response.body)
 
@@ -193,7 +178,7 @@ class StartKernelTests(RestTestCase):
     def test_start(self) -> None:
         """POST /api/kernels answers 201 with the kernel model and its Location under the base URL."""
         response = self.request("POST", "/api/kernels", {"name": "other"})
-        self.assertEqual(response.code, 201)
+        self.assertEqual(response.status, 201)
         model = response.json()
         self.assertEqual(set(model), {"id", "name", "last_activity", "execution_state", "connections"})
         self.assertEqual(model["name"], "other")
@@ -204,7 +189,7 @@ class StartKernelTests(RestTestCase):
 
     def test_empty_body_and_lenient_keys(self) -> None:
         """No body, a null path and unknown keys are all accepted; the default kernel starts."""
-        self.assertEqual(self.request("POST", "/api/kernels").code, 201)
+        self.assertEqual(self.request("POST", "/api/kernels").status, 201)
         self.assertEqual(self.start({"path": None})["name"], "python3")
         self.assertEqual(self.start({"name": "python3", "path": "x.ipynb", "type": "notebook", "extra": [1]})["name"], "python3")
 
@@ -266,8 +251,8 @@ class AnyBodyTests(RestTestCase):
     def test_any_json_body_gets_a_clear_answer(self, body: dict) -> None:
         """Whatever JSON object a client posts, POST /api/kernels starts a kernel or answers a JSON 400/404, never a 500."""
         response = self.request("POST", "/api/kernels", body)
-        if response.code != 201:
-            self.assertIn(self.assertError(response, response.code)["reason"], ("Bad Request", "Not Found"))
+        if response.status != 201:
+            self.assertIn(self.assertError(response, response.status)["reason"], ("Bad Request", "Not Found"))
 
 
 SEGMENTS = st.sampled_from(
@@ -282,9 +267,9 @@ class AnyPathTests(RestTestCase):
     def test_no_path_is_a_server_error(self, method: str, segments: list[str]) -> None:
         """Whatever the method and path, the API never answers 500; its errors are JSON."""
         response = self.request(method, "/" + "/".join(segments))
-        self.assertLess(response.code, 500, (method, segments, response.body))
-        if response.code >= 400 and method != "HEAD":
-            self.assertError(response, response.code)
+        self.assertLess(response.status, 500, (method, segments, response.body))
+        if response.status >= 400 and method != "HEAD":
+            self.assertError(response, response.status)
 
 
 class MaxKernelsTests(RestTestCase):
@@ -320,7 +305,7 @@ class KernelTests(RestTestCase):
         """GET /api/kernels/{id} is the model; an unknown id is a 404."""
         model = self.start()
         response = self.request("GET", f"/api/kernels/{model['id']}")
-        self.assertEqual(response.code, 200)
+        self.assertEqual(response.status, 200)
         self.assertEqual(response.json()["id"], model["id"])
         self.assertEqual(response.json()["execution_state"], "idle")
         self.assertError(self.request("GET", "/api/kernels/00000000-0000-0000-0000-000000000000"), 404)
@@ -329,7 +314,7 @@ class KernelTests(RestTestCase):
         """DELETE /api/kernels/{id} shuts the kernel down (204); it is then a 404, and so is a second DELETE."""
         model = self.start()
         response = self.request("DELETE", f"/api/kernels/{model['id']}")
-        self.assertEqual(response.code, 204)
+        self.assertEqual(response.status, 204)
         self.assertEqual(response.body, b"")
         self.assertEqual(self.launcher.alive(), [])
         self.assertError(self.request("GET", f"/api/kernels/{model['id']}"), 404)
@@ -339,14 +324,14 @@ class KernelTests(RestTestCase):
         """POST /api/kernels/{id}/interrupt interrupts the kernel and answers 204."""
         model = self.start()
         response = self.request("POST", f"/api/kernels/{model['id']}/interrupt")
-        self.assertEqual(response.code, 204)
+        self.assertEqual(response.status, 204)
         self.assertEqual(self.launcher.kernels[0].signals, [2])
 
     def test_restart(self) -> None:
         """POST /api/kernels/{id}/restart restarts under the same id and answers 200 with the model."""
         model = self.start()
         response = self.request("POST", f"/api/kernels/{model['id']}/restart")
-        self.assertEqual(response.code, 200)
+        self.assertEqual(response.status, 200)
         self.assertEqual(response.json()["id"], model["id"])
         self.assertEqual(len(self.launcher.launches), 2)
         self.assertEqual(len(self.launcher.alive()), 1)
@@ -380,7 +365,7 @@ class KernelTests(RestTestCase):
         self.assertError(self.request("GET", "/api/nothing/here"), 404)
         self.assertError(self.request("GET", "/api//kernelspecs"), 404)
         response = self.request("GET", "/../elsewhere")
-        self.assertEqual(response.code, 404)
+        self.assertEqual(response.status, 404)
 
     def test_unexpected_error_is_opaque(self) -> None:
         """A route that raises answers 500 with a fixed message; the traceback goes to the log only."""
@@ -391,7 +376,7 @@ class KernelTests(RestTestCase):
         model = self.start()
         self.patch(Kernel, "model", broken)
         response = self.request("GET", f"/api/kernels/{model['id']}")
-        self.assertEqual(response.code, 500)
+        self.assertEqual(response.status, 500)
         self.assertEqual(response.json(), {"reason": "Internal Server Error", "message": "Unknown server error"})
         self.assertNotIn(b"secret", response.body)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -21,24 +21,9 @@ from twisted.internet import defer, reactor, utils
 from twisted.trial.unittest import TestCase
 
 from tests.integration.daemon import REPO_ROOT, RESOURCES, TWISTD, Daemon, poll_until
+from tests.responses import Response
 
 TOKEN = "notebook-secret"
-
-
-class Response:
-    """Status, headers and raw body of one HTTP response."""
-
-    def __init__(self, status: int, headers: Any, body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.getRawHeaders(name)
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @defer.inlineCallbacks
