@@ -263,6 +263,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ws-ping-interval", "seconds between WebSocket keep-alive pings (0: none)", 30.0, parse_seconds, env="KG_WS_PING_INTERVAL_SECS", metavar="SECONDS"),
     Setting("max-message-size", "largest WebSocket message accepted", 10 * 1024**2, parse_size, env="KGD_MAX_MESSAGE_SIZE", metavar="BYTES"),
     Setting(
+        "max-client-backlog",
+        "kernel output held for a WebSocket client that is not reading, before kgd closes it",
+        64 * 1024**2,
+        parse_size,
+        env="KGD_MAX_CLIENT_BACKLOG",
+        metavar="BYTES",
+    ),
+    Setting(
         "session-buffer-messages",
         "messages kept for a disconnected session, for replay on reconnect",
         10000,

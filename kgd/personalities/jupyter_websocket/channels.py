@@ -30,7 +30,8 @@
 #     1001 the gateway is stopping
 #     1003 a text frame on the v1 subprotocol
 #     1007 a frame that is not a Jupyter message (bad JSON, truncated table)
-#     1008 a message for a channel a client cannot write (iopub, unknown)
+#     1008 a message for a channel a client cannot write (iopub, unknown),
+#          or a client not reading while --max-client-backlog of output waits
 #     1009 a message over --max-message-size
 #     1011 the kernel died and could not be restarted
 """The channels WebSocket: Jupyter messages between clients and a kernel.
@@ -89,14 +90,16 @@ class ChannelsSettings:
 
     ping_interval: float = 30.0
     max_message_size: int = 10 * 1024**2
+    max_client_backlog: int = 64 * 1024**2
     buffer: BufferLimits = BufferLimits(10000, 64 * 1024**2, 300.0)
 
     @classmethod
     def from_config(cls, config: Any) -> "ChannelsSettings":
-        """Read ``--ws-ping-interval``, ``--max-message-size`` and ``--session-buffer-*``."""
+        """Read ``--ws-ping-interval``, ``--max-message-size``, ``--max-client-backlog`` and ``--session-buffer-*``."""
         return cls(
             ping_interval=config.ws_ping_interval,
             max_message_size=config.max_message_size,
+            max_client_backlog=config.max_client_backlog,
             buffer=BufferLimits(
                 config.session_buffer_messages, config.session_buffer_bytes, config.session_buffer_age
             ),
@@ -137,6 +140,8 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self._session_id: str | None = None
         self._session: Session | None = None
         self._v1 = False
+        self._backlog: list[list[bytes]] | None = None  # frames held while the client is not reading
+        self._backlog_bytes = 0
 
     def bind(self, channels: "Channels", kernel: Kernel, session_id: str | None) -> None:
         """Say which kernel and session this connection is for (before the handshake)."""
@@ -165,6 +170,35 @@ class ChannelsProtocol(WebSocketServerProtocol):
             except OSError:  # not TCP (a Unix socket)
                 pass
         super().connectionMade()
+        # twisted.web's HTTPChannel was the transport's producer until the
+        # upgrade; from now on the transport tells this protocol when the
+        # client is not reading, so kernel output cannot pile up without bound.
+        try:
+            self.transport.unregisterProducer()
+        except RuntimeError:  # nothing registered: a connection made without twisted.web
+            pass
+        self.transport.registerProducer(self, True)
+
+    # -- IPushProducer: flow control towards a client that is not reading -----
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: hold kernel messages here, counted, until it drains."""
+        if self._backlog is None:
+            self._backlog = []
+            self._backlog_bytes = 0
+
+    def resumeProducing(self) -> None:
+        """The client caught up: hand the held frames to the transport, in order."""
+        backlog, self._backlog = self._backlog, None
+        self._backlog_bytes = 0
+        for pieces in backlog or ():
+            if self.state != _OPEN:
+                return
+            self.transport.writeSequence(pieces)
+
+    def stopProducing(self) -> None:
+        """The connection is going: what is held will never be sent."""
+        self._backlog = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         """Select the v1 subprotocol if, and only if, the client offers it."""
@@ -259,8 +293,17 @@ class ChannelsProtocol(WebSocketServerProtocol):
                 return
         size = sum(map(len, pieces))
         pieces.insert(0, frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size))
-        self.transport.writeSequence(pieces)
         self._relayed(channel, "out", size)
+        if self._backlog is None:
+            self.transport.writeSequence(pieces)
+            return
+        self._backlog.append(pieces)
+        self._backlog_bytes += size
+        limit = self._channels.settings.max_client_backlog if self._channels is not None else 0
+        if self._backlog_bytes > limit:
+            # Its session keeps what follows (within its own bounds) for a reconnect.
+            self._backlog = None
+            self._refuse(CLOSE_POLICY_VIOLATION, f"client not reading: over {limit} bytes of output held")
 
     def _relayed(self, channel: str, direction: str, nbytes: int) -> None:
         if self._channels is not None:
@@ -326,7 +369,7 @@ class Channels:
 
     def __init__(self, clock: IReactorTime, settings: ChannelsSettings, metrics: Metrics | None = None) -> None:
         self._clock = clock
-        self._settings = settings
+        self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.factory = ChannelsFactory(server="kgd", reactor=clock)
         self.factory.setProtocolOptions(**settings.protocol_options())
@@ -345,7 +388,7 @@ class Channels:
             raise KernelGone(kernel.kernel_id)
         sessions = self._kernels.get(kernel.kernel_id)
         if sessions is None or sessions.kernel is not kernel:
-            sessions = KernelSessions(kernel, self._clock, self._settings.buffer, self._forget)
+            sessions = KernelSessions(kernel, self._clock, self.settings.buffer, self._forget)
             self._kernels[kernel.kernel_id] = sessions
         return sessions
 

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.trial import unittest
 
 from tests.integration.daemon import Client, Daemon, poll_until
@@ -458,3 +458,68 @@ class RefusalTests(ChannelsTestCase):
         self.assertNotIn("never run", json.dumps(bystander.messages))
         model = yield self.model(kernel_id)
         self.assertEqual((model["connections"], model["execution_state"]), (1, "idle"))
+
+
+class _StalledClient(protocol.Protocol):
+    """Completes a WebSocket handshake, then never reads again, like a hung browser tab."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.response = b""
+        self.upgraded: defer.Deferred[bytes] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.response += data
+        if b"\r\n\r\n" in self.response and not self.upgraded.called:
+            self.transport.pauseProducing()
+            self.upgraded.callback(self.response.split(b"\r\n", 1)[0])
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(None)
+
+
+class SlowClientTests(ChannelsTestCase):
+    """A client that stops reading cannot make kernel output pile up in the gateway."""
+
+    daemon_args = ("--max-client-backlog", "1M")
+
+    @defer.inlineCallbacks
+    def test_stalled_client_is_closed_and_others_keep_working(self) -> None:
+        """Past --max-client-backlog the client that is not reading is closed (1008, logged); a reading one is not."""
+        kernel_id = yield self.start_kernel()
+        watcher = yield self.open(kernel_id, session_id="watcher")
+        path = f"/api/kernels/{kernel_id}/channels?session_id=stalled&token={TOKEN}"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.daemon.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        stalled = _StalledClient(request)
+        yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.daemon.port), stalled)
+        status_line = yield stalled.upgraded
+        self.assertIn(b" 101 ", status_line)
+        yield poll_until(self.connections_are(kernel_id, 2))
+
+        # 30 MB in 100 kB pieces, paced by the kernel so that a reading client keeps up.
+        cell = "import sys, time\nfor _ in range(300):\n    sys.stdout.write('x' * 100_000); sys.stdout.flush(); time.sleep(0.002)"
+        out = yield watcher.execute(cell, timeout=90)
+        self.assertEqual(len(stdout(out)), 30_000_000)
+        self.assertIn(b"client not reading", self.daemon.log)
+        # Reading again, the stalled client finds the gateway has dropped the connection.
+        stalled.transport.resumeProducing()
+        yield stalled.lost.addTimeout(30, reactor)
+
+        out = yield watcher.execute("print('still here')")
+        self.assertEqual(stdout(out), "still here\n")
+        yield poll_until(self.connections_are(kernel_id, 1))
+
+    def connections_are(self, kernel_id: str, count: int) -> Any:
+        @defer.inlineCallbacks
+        def check() -> Any:
+            model = yield self.model(kernel_id)
+            return model["connections"] == count
+
+        return check
