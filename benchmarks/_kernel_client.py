@@ -138,11 +138,15 @@ class Channels:
 
 
 @asynccontextmanager
-async def gateway_kernel(gateway: Gateway) -> AsyncIterator[Channels]:
-    """A kernel started through ``gateway`` whose channels answered kernel_info; deleted on exit."""
+async def gateway_kernel(gateway: Gateway, channels_class: Any = None) -> AsyncIterator[Any]:
+    """A kernel started through ``gateway`` whose channels answered kernel_info; deleted on exit.
+
+    ``channels_class`` is the client to open (``Channels``, the legacy JSON one,
+    by default; ``_v1_client.V1Channels`` for the v1 subprotocol).
+    """
     kernel_id = await asyncio.to_thread(start_kernel, gateway)
     try:
-        channels = await Channels.open(gateway, kernel_id)
+        channels = await (channels_class or Channels).open(gateway, kernel_id)
         try:
             await channels.kernel_info()
             yield channels

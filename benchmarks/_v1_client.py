@@ -27,16 +27,13 @@ import json
 import os
 import struct
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from time import perf_counter
 from typing import Any
 
 from websockets.speedups import apply_mask
 
 from _gateways import Gateway
-from _kernel_client import (TIMEOUT_S, ExecuteResult, delete_kernel, execute_content, new_message, set_nodelay,
-                            start_kernel)
+from _kernel_client import TIMEOUT_S, ExecuteResult, execute_content, new_message, set_nodelay
 
 SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -188,18 +185,3 @@ class V1Channels:
             (size,) = _U64BE.unpack(await self._reader.readexactly(8))
         self._last_fin = bool(first & 0x80)
         return first & 0x0F, await self._reader.readexactly(size)
-
-
-@asynccontextmanager
-async def v1_gateway_kernel(gateway: Gateway) -> AsyncIterator[V1Channels]:
-    """A kernel started through ``gateway`` whose v1 channels answered kernel_info; deleted on exit."""
-    kernel_id = await asyncio.to_thread(start_kernel, gateway)
-    try:
-        channels = await V1Channels.open(gateway, kernel_id)
-        try:
-            await channels.kernel_info()
-            yield channels
-        finally:
-            await channels.close()
-    finally:
-        await asyncio.to_thread(delete_kernel, gateway, kernel_id)

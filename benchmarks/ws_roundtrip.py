@@ -56,7 +56,7 @@ from _floor import floor_execute, floor_kernel
 from _gateways import Gateway, add_common_arguments, measure_each, running_gateway, selected_gateways
 from _kernel_client import TIMEOUT_S, ExecuteResult, gateway_kernel
 from _v1_client import SUBPROTOCOL as V1_SUBPROTOCOL
-from _v1_client import v1_gateway_kernel
+from _v1_client import V1Channels
 from _report import Metrics, Row, median, percentile, print_table
 
 Executor = Callable[[str], Awaitable[ExecuteResult]]
@@ -111,11 +111,11 @@ async def _floor_executor() -> AsyncIterator[Executor]:
 
 
 def _gateway_opener(gateway: Gateway, protocol: str) -> KernelOpener:
-    kernel = gateway_kernel if protocol == "json" else v1_gateway_kernel
+    channels_class = None if protocol == "json" else V1Channels
 
     @asynccontextmanager
     async def opener() -> AsyncIterator[Executor]:
-        async with kernel(gateway) as channels:
+        async with gateway_kernel(gateway, channels_class) as channels:
             yield channels.execute
     return opener
 
