@@ -16,9 +16,10 @@ here sleeps.
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import signal
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -334,3 +335,23 @@ def temporary_specs(kernels_dir: str, default_name: str = "") -> KernelSpecs:
     """KernelSpecs that see only the specs written below ``kernels_dir``."""
     manager = KernelSpecManager(kernel_dirs=[kernels_dir], ensure_native_kernel=False)
     return KernelSpecs(default_name, manager=manager)
+
+
+@dataclass
+class FakeMachine:
+    """What a Kernels test runs on: a clock, fake sockets and launcher, and two kernelspecs."""
+
+    clock: Clock
+    sockets: FakeSockets
+    launcher: FakeLauncher
+    specs: KernelSpecs
+    kernels_dir: str
+
+
+def fake_machine(kernels_dir: str) -> FakeMachine:
+    """A ``FakeMachine`` whose kernelspecs ``python3`` and ``other`` are written below ``kernels_dir``."""
+    clock = Clock()
+    sockets = FakeSockets(clock)
+    write_kernelspec(kernels_dir, "python3")
+    write_kernelspec(kernels_dir, "other")
+    return FakeMachine(clock, sockets, FakeLauncher(sockets), temporary_specs(kernels_dir), kernels_dir)

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import uuid
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels.kernel import KernelStartError
 from kgd.kernels.policy import InvalidKernelRequest
 from kgd.kernels.service import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
-from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
+from tests.kernels.fakes import fake_machine
 
 
 class KernelsTestCase(SynchronousTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.sockets = FakeSockets(self.clock)
-        self.launcher = FakeLauncher(self.sockets)
-        kernels_dir = self.mktemp()
-        write_kernelspec(kernels_dir, "python3")
-        write_kernelspec(kernels_dir, "other")
-        self.specs = temporary_specs(kernels_dir)
+        machine = fake_machine(self.mktemp())
+        self.clock, self.sockets, self.launcher, self.specs = machine.clock, machine.sockets, machine.launcher, machine.specs
 
     def make(self, **kwargs) -> Kernels:
         kwargs.setdefault("daemon_env", {"PATH": "/bin", "KG_AUTH_TOKEN": "secret", "HOME": "/h"})

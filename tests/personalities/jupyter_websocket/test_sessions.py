@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
@@ -20,7 +19,7 @@ from kgd.kernels.service import Kernels
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
 from kgd.personalities.jupyter_websocket.sessions import Session, SessionStore, UnknownSession, session_model
-from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
+from tests.kernels.fakes import fake_machine
 
 
 def counter_ids() -> Any:
@@ -96,13 +95,8 @@ class SessionRoutesTests(SynchronousTestCase):
     """``/api/sessions`` routes over real ``Kernels`` with fake kernel processes."""
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.sockets = FakeSockets(self.clock)
-        self.launcher = FakeLauncher(self.sockets)
-        kernels_dir = self.mktemp()
-        write_kernelspec(kernels_dir, "python3")
-        write_kernelspec(kernels_dir, "other")
-        self.specs = temporary_specs(kernels_dir)
+        machine = fake_machine(self.mktemp())
+        self.clock, self.sockets, self.launcher, self.specs = machine.clock, machine.sockets, machine.launcher, machine.specs
 
     def make(self, **config: Any) -> StubTreq:
         config.setdefault("list_kernels", True)
