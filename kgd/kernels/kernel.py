@@ -70,6 +70,10 @@ class KernelStartError(Exception):
     """A kernel did not start: it died, timed out, or could not be launched."""
 
 
+class KernelDiedStarting(KernelStartError):
+    """The kernel process ended before it answered kernel_info."""
+
+
 class KernelGone(Exception):
     """The kernel was shut down or died for good; nothing can be sent to it."""
 
@@ -176,6 +180,7 @@ class Kernel:
         env: Mapping[str, str],
         cwd: str,
         start_timeout: float = 60.0,
+        start_attempts: int = 3,
         shutdown_wait: float = 5.0,
         kill_wait: float = 5.0,
         nudge_interval: float = 1.0,
@@ -191,6 +196,7 @@ class Kernel:
         self._env = dict(env)
         self._cwd = cwd
         self._start_timeout = start_timeout
+        self._start_attempts = start_attempts
         self._shutdown_wait = shutdown_wait
         self._kill_wait = kill_wait
         self._nudge_interval = nudge_interval
@@ -259,8 +265,27 @@ class Kernel:
 
     @defer.inlineCallbacks
     def start(self) -> Any:
-        """Launch the kernel and wait until it answers kernel_info."""
-        yield self._launch(None)
+        """Launch the kernel and wait until it answers kernel_info.
+
+        A process that dies before answering is launched again on fresh
+        ports, up to ``start_attempts`` times in all: the ports jupyter_client
+        found free can be taken by another process before the kernel binds
+        them, which happens when many kernels start at once.
+        """
+        for attempt in range(1, self._start_attempts + 1):
+            try:
+                yield self._launch(None)
+                return
+            except KernelDiedStarting as error:
+                if attempt == self._start_attempts or self.gone:
+                    raise
+                log.warn(
+                    "kernel {kernel_id}: {error}; launching it again on fresh ports (attempt {attempt})",
+                    kernel_id=self.kernel_id,
+                    error=error,
+                    attempt=attempt + 1,
+                    event="kernel_start_retried",
+                )
 
     @defer.inlineCallbacks
     def _launch(self, connection_info: dict[str, Any] | None) -> Any:
@@ -342,7 +367,7 @@ class Kernel:
         if running is not self.running or self._expected_end or self.gone:
             return
         if self._ready is not None and not self._ready.called:
-            self._ready.errback(KernelStartError(f"Kernel {self.spec_name} died while starting (exit code {code})"))
+            self._ready.errback(KernelDiedStarting(f"Kernel {self.spec_name} died while starting (exit code {code})"))
             return
         log.warn(
             "kernel {kernel_id} died unexpectedly (exit code {code})",

@@ -149,17 +149,34 @@ class StartTests(KernelTestCase):
         self.assertEqual(running.cleanups, 1)
 
     def test_death_while_starting(self) -> None:
-        """A kernel process that dies before answering fails start with KernelStartError at once, cleaned up."""
+        """A kernel process that keeps dying before answering fails start with KernelStartError after 3 launches, each on fresh ports and cleaned up."""
+        self.launcher.behaviour = {"answers_kernel_info": False}
+        kernel = self.make()
+        d = kernel.start()
+        for attempt in range(3):
+            self.clock.advance(0)
+            self.assertNoResult(d)
+            self.launcher.kernels[attempt].end(1)
+        failure = self.failureResultOf(d, KernelStartError)
+        self.assertIn("died while starting", str(failure.value))
+        self.assertEqual([k.cleanups for k in self.launcher.kernels], [1, 1, 1])
+        self.assertEqual([launch["connection_info"] for launch in self.launcher.launches], [None, None, None])
+        ports = {k.connection_info["shell_port"] for k in self.launcher.kernels}
+        self.assertEqual(len(ports), 3, "each launch gets ports of its own")
+
+    def test_death_while_starting_then_success(self) -> None:
+        """A kernel whose first process dies before answering is started by a second launch, on new ports."""
         self.launcher.behaviour = {"answers_kernel_info": False}
         kernel = self.make()
         d = kernel.start()
         self.clock.advance(0)
-        running = self.launcher.kernels[0]
-        running.end(1)
-        failure = self.failureResultOf(d, KernelStartError)
-        self.assertIn("died while starting", str(failure.value))
-        self.assertEqual(running.cleanups, 1)
-        self.assertEqual(self.launcher.launches[1:], [], "no automatic restart while starting")
+        self.launcher.behaviour = {}
+        self.launcher.kernels[0].end(1)
+        self.clock.advance(1)
+        self.successResultOf(d)
+        self.assertEqual(kernel.execution_state, "idle")
+        self.assertEqual(len(self.launcher.kernels), 2)
+        self.assertEqual(kernel.connection_info, self.launcher.kernels[1].connection_info)
 
     def test_launch_failure(self) -> None:
         """A launcher error becomes KernelStartError naming the kernelspec."""
