@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kgd.kernels.service import Kernels
+from kgd.kernels.kernels import Kernels
 from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics
 from kgd.options import GatewayConfig

@@ -16,7 +16,7 @@ from twisted.python.usage import UsageError
 
 from kgd.gateway import Gateway
 from kgd.kernels.culling import Culler, CullPolicy
-from kgd.kernels.pool import PrespawnPool
+from kgd.kernels.prespawn import PrespawnPool
 from kgd.kernels.seed import Seed, SeedConfigError, load_seed, seed_hook
 
 SEED_KEY = "seed"

@@ -30,7 +30,7 @@ from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IZmqSockets
 from kgd.kernels.dispatching import LauncherService, make_launcher, warn_about_provisioners
 from kgd.kernels.launcher import LocalLauncher
-from kgd.kernels.service import Kernels
+from kgd.kernels.kernels import Kernels
 from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import GatewayConfig
@@ -149,7 +149,7 @@ def makeService(
     runtime = RuntimeDirectory(config.runtime_dir)
     runtime.setServiceParent(top)
     if sockets is None:
-        from kgd.kernels.channels import TxZmqSockets
+        from kgd.kernels.zmq_sockets import TxZmqSockets
 
         sockets = TxZmqSockets()
     SocketsService(sockets).setServiceParent(top)

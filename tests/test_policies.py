@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
 from kgd.kernels.culling import Culler
-from kgd.kernels.pool import PrespawnPool
-from kgd.kernels.service import Kernels
+from kgd.kernels.prespawn import PrespawnPool
+from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
 from kgd.policies import install_kernel_policies, prespawn_pool
 from tests.integration.daemon import RESOURCES

@@ -17,7 +17,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 import kgd
-from kgd.kernels.service import Kernels
+from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
 from kgd.service import RuntimeDirectory, makeService
 from kgd.web.site import GatewaySite

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from kgd.kernels.kernel import Kernel
-from kgd.kernels.service import Kernels, UnknownKernel
+from kgd.kernels.kernels import Kernels, UnknownKernel
 
 log = Logger()
 

@@ -28,8 +28,8 @@ from twisted.logger import Logger
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSocket, IZmqSockets
 from kgd.kernels import messages
-from kgd.kernels.channels import channel_url
-from kgd.kernels.policy import InvalidKernelRequest
+from kgd.kernels.zmq_sockets import channel_url
+from kgd.kernels.kernel_request import InvalidKernelRequest
 
 log = Logger()
 

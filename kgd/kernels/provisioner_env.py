@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from kgd.kernels.policy import InvalidKernelRequest
+from kgd.kernels.kernel_request import InvalidKernelRequest
 
 _PUNCTUATION = frozenset(" ._-/+=@,:")
 

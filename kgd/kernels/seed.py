@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
-from kgd.kernels.policy import choose_kernel_name
+from kgd.kernels.kernel_request import choose_kernel_name
 from kgd.kernels.specs import KernelSpecs
 
 

@@ -25,7 +25,7 @@ from kgd.kernels.kernel import isoformat, utcnow
 from kgd.kernels.specs import UnknownKernelSpec
 from kgd.metrics import CONTENT_TYPE
 from kgd.web.errors import HTTPError, write_error
-from kgd.web.json import json_response
+from kgd.web.json_body import json_response
 from kgd.web.resource import Mount
 
 Render = Callable[[IRequest], bytes]

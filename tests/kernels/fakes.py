@@ -29,7 +29,7 @@ from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSocket, IZmqSockets
 from kgd.kernels import messages
-from kgd.kernels.channels import channel_url
+from kgd.kernels.zmq_sockets import channel_url
 from kgd.kernels.specs import KernelSpecs
 
 CHANNELS = ("shell", "control", "stdin", "iopub", "hb")

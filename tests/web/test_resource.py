@@ -16,9 +16,9 @@ from twisted.trial import unittest
 from kgd.options import parse_base_url
 from kgd.web.cors import CorsSettings
 from kgd.web.errors import HTTPError
-from kgd.web.json import json_response
+from kgd.web.json_body import json_response
 from kgd.web.resource import GatewayResource, Mount
-from kgd.web.routes import install_error_handlers
+from kgd.web.error_handlers import install_error_handlers
 
 TOKEN = "s3cret"
 

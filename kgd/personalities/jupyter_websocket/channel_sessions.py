@@ -61,7 +61,7 @@ class Connection(Protocol):
         """
 
 
-class Session:
+class ChannelSession:
     """One client session of a kernel: its sockets, and its connection or its buffer."""
 
     def __init__(self, sessions: "KernelSessions", key: object, session_id: str | None) -> None:
@@ -173,13 +173,13 @@ class KernelSessions:
         self._on_empty = on_empty
         self._nudge_interval = nudge_interval
         self._nudge_timeout = nudge_timeout
-        self._sessions: dict[object, Session] = {}
+        self._sessions: dict[object, ChannelSession] = {}
         self._anonymous = itertools.count()
         self._died = False
         kernel.add_iopub_listener(self._iopub)
         kernel.add_gone_listener(self._kernel_gone)
 
-    def connect(self, connection: Connection, session_id: str | None) -> Session:
+    def connect(self, connection: Connection, session_id: str | None) -> ChannelSession:
         """Attach a new connection; replays a buffered session, replaces a stale one.
 
         Raises ``KernelGone`` if the kernel was shut down meanwhile.
@@ -216,7 +216,7 @@ class KernelSessions:
             session.buffer = None
         else:
             self._discard_buffers()
-            session = Session(self, key, session_id or None)
+            session = ChannelSession(self, key, session_id or None)
             self._sessions[key] = session
         session.connection = connection
         self.kernel.connections += 1
@@ -225,7 +225,7 @@ class KernelSessions:
         session.nudge(self._clock, self._nudge_interval, self._nudge_timeout)
         return session
 
-    def disconnect(self, session: Session, connection: Connection) -> None:
+    def disconnect(self, session: ChannelSession, connection: Connection) -> None:
         """A connection closed: buffer its session for a reconnect, or release it."""
         if session.connection is not connection:
             return
@@ -243,7 +243,7 @@ class KernelSessions:
             session=session.label,
         )
 
-    def _expire(self, session: Session) -> None:
+    def _expire(self, session: ChannelSession) -> None:
         session.expiry = None
         if session.connection is None and self._sessions.get(session.key) is session:
             log.info(
@@ -264,7 +264,7 @@ class KernelSessions:
             )
             self._release(session, detach=False)
 
-    def _release(self, session: Session, detach: bool = True) -> None:
+    def _release(self, session: ChannelSession, detach: bool = True) -> None:
         if self._sessions.get(session.key) is session:
             del self._sessions[session.key]
         session.close()

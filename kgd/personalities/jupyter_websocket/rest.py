@@ -17,16 +17,16 @@ from twisted.web.iweb import IRequest
 import kgd
 from kgd.gateway import Gateway
 from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
-from kgd.kernels.policy import InvalidKernelRequest, validate_env
-from kgd.kernels.service import KernelLimitReached, UnknownKernel
+from kgd.kernels.kernel_request import InvalidKernelRequest, validate_env
+from kgd.kernels.kernels import KernelLimitReached, UnknownKernel
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
 from kgd.personalities.jupyter_websocket import openapi
-from kgd.personalities.jupyter_websocket.channels import Channels, ChannelsSettings
+from kgd.personalities.jupyter_websocket.ws_channels import Channels, ChannelsSettings
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
 from kgd.policies import prespawn_pool
 from kgd.web.errors import HTTPError
-from kgd.web.json import json_response, read_json_object
-from kgd.web.routes import install_error_handlers
+from kgd.web.json_body import json_response, read_json_object
+from kgd.web.error_handlers import install_error_handlers
 
 
 def kernel_start_errors(failure_value: Exception) -> HTTPError:

@@ -23,10 +23,10 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from kgd.gateway import Gateway
-from kgd.kernels.service import UnknownKernel
+from kgd.kernels.kernels import UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
 from kgd.web.errors import HTTPError
-from kgd.web.json import json_response, read_json_object
+from kgd.web.json_body import json_response, read_json_object
 
 
 class UnknownSession(LookupError):
@@ -38,7 +38,7 @@ class UnknownSession(LookupError):
 
 
 @dataclass(frozen=True)
-class Session:
+class NotebookSession:
     """One row of the session table."""
 
     session_id: str
@@ -52,31 +52,31 @@ class SessionStore:
     """Sessions by id, in creation order; pure data, no I/O."""
 
     def __init__(self, new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, NotebookSession] = {}
         self._new_id = new_id
 
-    def create(self, path: str, name: str, type: str, kernel_id: str) -> Session:
+    def create(self, path: str, name: str, type: str, kernel_id: str) -> NotebookSession:
         """Add a session and return it."""
-        session = Session(self._new_id(), path, name, type, kernel_id)
+        session = NotebookSession(self._new_id(), path, name, type, kernel_id)
         self._sessions[session.session_id] = session
         return session
 
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str) -> NotebookSession:
         """The session with this id; ``UnknownSession`` if there is none."""
         try:
             return self._sessions[session_id]
         except KeyError:
             raise UnknownSession(session_id) from None
 
-    def find_by_path(self, path: str) -> Session | None:
+    def find_by_path(self, path: str) -> NotebookSession | None:
         """The session for a document path, if any."""
         return next((s for s in self._sessions.values() if s.path == path), None)
 
-    def list(self) -> list[Session]:
+    def list(self) -> list[NotebookSession]:
         """Every session, oldest first."""
         return list(self._sessions.values())
 
-    def update(self, session_id: str, **changes: str) -> Session:
+    def update(self, session_id: str, **changes: str) -> NotebookSession:
         """Change some of ``path``, ``name``, ``type``, ``kernel_id``; return the new row."""
         unknown = set(changes) - {"path", "name", "type", "kernel_id"}
         if unknown:
@@ -85,7 +85,7 @@ class SessionStore:
         self._sessions[session_id] = session
         return session
 
-    def delete(self, session_id: str) -> Session:
+    def delete(self, session_id: str) -> NotebookSession:
         """Remove a session and return it; ``UnknownSession`` if there is none."""
         session = self.get(session_id)
         del self._sessions[session_id]
@@ -95,7 +95,7 @@ class SessionStore:
         """True if some session is bound to this kernel."""
         return any(s.kernel_id == kernel_id for s in self._sessions.values())
 
-    def prune(self, live_kernel_ids: Iterable[str]) -> list[Session]:
+    def prune(self, live_kernel_ids: Iterable[str]) -> list[NotebookSession]:
         """Drop sessions whose kernel is not among ``live_kernel_ids``; return them."""
         live = set(live_kernel_ids)
         dropped = [s for s in self._sessions.values() if s.kernel_id not in live]
@@ -104,7 +104,7 @@ class SessionStore:
         return dropped
 
 
-def session_model(session: Session, kernel_model: dict[str, Any]) -> dict[str, Any]:
+def session_model(session: NotebookSession, kernel_model: dict[str, Any]) -> dict[str, Any]:
     """The REST model: Jupyter Server's fields plus the legacy ``notebook`` the reference sends."""
     return {
         "id": session.session_id,
@@ -139,13 +139,13 @@ class SessionsAPI:
         self.kernels = gateway.kernels
         self.store = store or SessionStore()
 
-    def _model(self, session: Session) -> dict[str, Any]:
+    def _model(self, session: NotebookSession) -> dict[str, Any]:
         return session_model(session, self.kernels.get(session.kernel_id).model())
 
     def _prune(self) -> None:
         self.store.prune(kernel.kernel_id for kernel in self.kernels.list())
 
-    def _session(self, session_id: str) -> Session:
+    def _session(self, session_id: str) -> NotebookSession:
         self._prune()
         try:
             return self.store.get(session_id)

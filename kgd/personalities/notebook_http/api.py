@@ -26,7 +26,7 @@ from kgd.gateway import Gateway
 from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
 from kgd.personalities.notebook_http.execution import KernelExecutor
 from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook
-from kgd.personalities.notebook_http.pool import KernelPool
+from kgd.personalities.notebook_http.kernel_pool import KernelPool
 from kgd.personalities.notebook_http.routes import NotebookRoutes, PublicFolder
 from kgd.personalities.notebook_http.swagger import swagger_json
 

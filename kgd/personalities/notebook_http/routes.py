@@ -32,7 +32,7 @@ from twisted.web.resource import IResource, Resource
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
 from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import HTTPResponse
-from kgd.personalities.notebook_http.pool import KernelPool, PoolUnavailable, RequestTimeout
+from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
     assignment_code,
@@ -42,7 +42,7 @@ from kgd.personalities.notebook_http.request import (
 )
 from kgd.web import auth
 from kgd.web.errors import HTTPError, write_error
-from kgd.web.routes import install_error_handlers
+from kgd.web.error_handlers import install_error_handlers
 
 _NO_BODY = frozenset({http.NO_CONTENT, http.NOT_MODIFIED})
 

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from kgd.options import default_config
-from kgd.personalities.jupyter_websocket.channels import (
+from kgd.personalities.jupyter_websocket.ws_channels import (
     OPCODE_BINARY,
     OPCODE_TEXT,
     ChannelsFactory,

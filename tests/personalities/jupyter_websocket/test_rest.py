@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import kgd
 from kgd.gateway import Gateway
 from kgd.kernels.kernel import Kernel
-from kgd.kernels.service import Kernels
+from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.web.resource import GatewayResource, Mount

@@ -15,10 +15,10 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
-from kgd.kernels.service import Kernels
+from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
-from kgd.personalities.jupyter_websocket.sessions import Session, SessionStore, UnknownSession, session_model
+from kgd.personalities.jupyter_websocket.sessions import NotebookSession, SessionStore, UnknownSession, session_model
 from tests.kernels.fakes import fake_machine
 
 
@@ -37,7 +37,7 @@ class SessionStoreTests(SynchronousTestCase):
         """Created sessions are found by id and by path, and listed oldest first."""
         a = self.store.create("a.ipynb", "a", "notebook", "k1")
         b = self.store.create("b.py", "", "console", "k2")
-        self.assertEqual(a, Session("s1", "a.ipynb", "a", "notebook", "k1"))
+        self.assertEqual(a, NotebookSession("s1", "a.ipynb", "a", "notebook", "k1"))
         self.assertIs(self.store.get("s2"), b)
         self.assertIs(self.store.find_by_path("b.py"), b)
         self.assertIsNone(self.store.find_by_path("c"))
@@ -53,7 +53,7 @@ class SessionStoreTests(SynchronousTestCase):
         """Path, name, type and kernel can change; other fields are a TypeError."""
         self.store.create("a", "a", "notebook", "k1")
         updated = self.store.update("s1", path="b", kernel_id="k2")
-        self.assertEqual(updated, Session("s1", "b", "a", "notebook", "k2"))
+        self.assertEqual(updated, NotebookSession("s1", "b", "a", "notebook", "k2"))
         self.assertEqual(self.store.get("s1"), updated)
         self.assertRaises(TypeError, self.store.update, "s1", session_id="s9")
 
@@ -77,7 +77,7 @@ class SessionStoreTests(SynchronousTestCase):
 
     def test_model(self) -> None:
         """The model has Jupyter Server's fields and the reference's legacy ``notebook``."""
-        model = session_model(Session("s1", "a.ipynb", "a", "notebook", "k1"), {"id": "k1"})
+        model = session_model(NotebookSession("s1", "a.ipynb", "a", "notebook", "k1"), {"id": "k1"})
         self.assertEqual(
             model,
             {

@@ -70,8 +70,8 @@ from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
 from kgd.personalities.jupyter_websocket.channel_sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
+    ChannelSession,
     KernelSessions,
-    Session,
 )
 
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -138,7 +138,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self._kernel: Kernel | None = None
         self._sessions: KernelSessions | None = None
         self._session_id: str | None = None
-        self._session: Session | None = None
+        self._session: ChannelSession | None = None
         self._v1 = False
         self._backlog: list[list[bytes]] | None = None  # frames held while the client is not reading
         self._backlog_bytes = 0

@@ -6,7 +6,7 @@ import os
 
 from twisted.trial import unittest
 
-from kgd.kernels.policy import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env, validate_env
+from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env, validate_env
 
 DAEMON = {
     "PATH": "/usr/bin:/bin",

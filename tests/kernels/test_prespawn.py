@@ -12,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import KernelStartError
-from kgd.kernels.pool import PrespawnPool
+from kgd.kernels.prespawn import PrespawnPool
 from kgd.kernels.seed import SeedConfigError, load_seed, seed_hook, seed_path
-from kgd.kernels.service import KernelLimitReached, Kernels
+from kgd.kernels.kernels import KernelLimitReached, Kernels
 from tests.integration.daemon import RESOURCES
 from tests.kernels.fakes import FakeLauncher, FakeRunningKernel, FakeSockets, temporary_specs, write_kernelspec
 

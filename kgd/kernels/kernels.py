@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from kgd.interfaces import IKernelLauncher, IZmqSockets
 from kgd.kernels.kernel import Kernel, KernelStartError
-from kgd.kernels.policy import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
+from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
 from kgd.kernels.specs import KernelSpecs
 
 log = Logger()

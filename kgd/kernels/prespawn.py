@@ -23,8 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from kgd.kernels.kernel import Kernel, utcnow
-from kgd.kernels.policy import choose_kernel_name
-from kgd.kernels.service import KernelLimitReached, Kernels
+from kgd.kernels.kernel_request import choose_kernel_name
+from kgd.kernels.kernels import KernelLimitReached, Kernels
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-"""Tests for kgd.personalities.notebook_http.pool: hand-out, queueing, timeouts, replacement.
+"""Tests for kgd.personalities.notebook_http.kernel_pool: hand-out, queueing, timeouts, replacement.
 
 Members are fakes and time is a ``Clock``: these are the pool's rules, not
 kernels (test_routes covers the pool on real kernels).
@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from kgd.personalities.notebook_http.pool import KernelPool, PoolUnavailable, RequestTimeout
+from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 
 
 class FakeMember:

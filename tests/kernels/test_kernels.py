@@ -1,4 +1,4 @@
-"""Tests for kgd.kernels.service.Kernels: the set of kernels as a Service.
+"""Tests for kgd.kernels.kernels.Kernels: the set of kernels as a Service.
 
 Kernels run in memory (``tests.kernels.fakes``) with kernelspecs written to
 a temporary directory; a Clock stands in for the reactor.
@@ -11,8 +11,8 @@ import uuid
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels.kernel import KernelStartError
-from kgd.kernels.policy import InvalidKernelRequest
-from kgd.kernels.service import KernelLimitReached, Kernels, UnknownKernel
+from kgd.kernels.kernel_request import InvalidKernelRequest
+from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
 from tests.kernels.fakes import fake_machine
 
