@@ -84,3 +84,24 @@ class IPersonality(Interface):
 
     def is_public(segments):
         """True if the path (a list of str segments below the base URL) needs no token."""
+
+
+class IKernelStore(Interface):
+    """Where kgd records its kernels so that they outlive the daemon (``--kernel-store``).
+
+    Records are ``kgd.kernels.records.KernelRecord`` values.  Every method
+    returns a Deferred; a store that cannot be reached fails it with
+    ``kgd.kernels.records.StoreUnavailable``.
+    """
+
+    def load_all():
+        """Fire with a list of every good record; bad ones are logged and set aside, never raised."""
+
+    def get(kernel_id):
+        """Fire with the record of ``kernel_id``, or None if there is none."""
+
+    def put(record):
+        """Create or replace the record of ``record.kernel_id``; fires once it is durable."""
+
+    def remove(kernel_id):
+        """Forget ``kernel_id``'s record (no error if there is none)."""
