@@ -40,7 +40,7 @@ setup(
         "multipart>=1.1,<3",
         "prometheus_client>=0.20,<1",
         "PyYAML>=6,<7",
-        # The shared kernel store of several replicas (--kernel-store redis://); 1.6 connects through ClientService (startConnecting).
+        # The shared kernel store of several replicas (--kernel-store redis://); tested with 1.6.
         "txredisapi>=1.6,<2",
     ],
     extras_require={
