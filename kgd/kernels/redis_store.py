@@ -11,7 +11,8 @@ Keys, all under a configurable prefix (``kgd:`` below)::
 ``RedisKernelStore`` provides ``IKernelStore`` and ``ILeaseTable`` over one
 txredisapi connection that reconnects by itself.  Every call is bounded by a
 timeout: when Redis is down or does not answer, the Deferred fails with
-``StoreUnavailable`` and a reason within that time, never hangs.  Writes that
+``StoreUnavailable`` and a reason within that time, never hangs.  (A write
+that failed so may still have reached Redis: treat its outcome as unknown.)  Writes that
 touch two keys, and every compare-then-act on a lease or a slot, are Lua
 scripts, so they are atomic across replicas.
 
@@ -148,7 +149,9 @@ _RESERVE = (
     "return 0"
 )
 
-_UNREACHABLE = (txredisapi.RedisError, defer.TimeoutError, defer.CancelledError, error.ConnectError, error.ConnectionClosed)
+_UNREACHABLE = (txredisapi.ConnectionError, defer.TimeoutError, defer.CancelledError, error.ConnectError, error.ConnectionClosed)
+#: Error replies that mean "this Redis cannot serve you now", not a bug in a command of ours.
+_UNAVAILABLE_REPLIES = ("NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "BUSY", "MASTERDOWN", "READONLY", "MISCONF")
 
 
 @implementer(IKernelStore, ILeaseTable)
@@ -171,13 +174,14 @@ class RedisKernelStore:
     def _key(self, kind: str, kernel_id: str) -> str:
         return f"{self._prefix}{kind}:{kernel_id}"
 
-    def _call(self, command: str, *args: Any) -> defer.Deferred[Any]:
-        d = defer.maybeDeferred(getattr(self._client, command), *args)
+    def _call(self, command: str, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+        d = defer.maybeDeferred(getattr(self._client, command), *args, **kwargs)
         d.addTimeout(self._timeout, self._clock)
         return d.addErrback(self._unavailable, command)
 
     def _unavailable(self, failure: Failure, command: str) -> Failure:
-        if not failure.check(*_UNREACHABLE):
+        refused = failure.check(txredisapi.ResponseError) and failure.getErrorMessage().startswith(_UNAVAILABLE_REPLIES)
+        if not (refused or failure.check(*_UNREACHABLE)):
             return failure
         if failure.check(defer.TimeoutError, defer.CancelledError):
             detail = f"no answer within {self._timeout:g} s"
@@ -238,7 +242,7 @@ class RedisKernelStore:
     # ILeaseTable
 
     def acquire(self, kernel_id: str, owner: str, ttl: float) -> defer.Deferred[bool]:
-        d = self._call("set", self._key("lease", kernel_id), owner, None, _ms(ttl), True)
+        d = self._call("set", self._key("lease", kernel_id), owner, pexpire=_ms(ttl), only_if_not_exists=True)
         return d.addCallback(lambda reply: reply is not None)
 
     def renew(self, kernel_id: str, owner: str, ttl: float) -> defer.Deferred[bool]:
