@@ -113,9 +113,13 @@ class ReconnectingRedisFactory(txredisapi.RedisFactory):
         self.last_error = why
         log.warn("Redis refused the connection: {why}", why=why, event="kernel_store_refused")
 
+    def addConnection(self, conn: Any) -> None:
+        self.last_error = None
+        super().addConnection(conn)
+
 
 def start_connecting(factory: txredisapi.RedisFactory, address: RedisAddress, reactor: Any, timeout: float) -> txredisapi.RedisFactory:
-    """Connect ``factory`` to ``address``; it reconnects by itself, retrying at least every 2 s."""
+    """Connect ``factory`` to ``address``; it reconnects by itself, attempts at most 2 s apart."""
     factory.initialDelay = 0.2
     factory.maxDelay = 2.0
     factory.startConnecting(endpoint_for(address, reactor, timeout))
