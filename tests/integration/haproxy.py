@@ -2,7 +2,9 @@
 
 ``HAProxy(root, backends)`` writes a config that balances HTTP requests round
 robin over ``backends`` (``(host, port)`` pairs) with no session affinity,
-checks each backend with ``GET /healthz``, and lets a WebSocket upgrade
+checks each backend with ``GET /healthz`` (and sends a request whose backend
+refuses the connection to another one, so a killed replica costs no
+request), and lets a WebSocket upgrade
 through (``mode http`` forwards the upgrade; ``timeout tunnel`` keeps an idle
 WebSocket open).  ``start()`` runs ``haproxy -db`` (foreground) on a free
 127.0.0.1 port and fires once that port accepts connections; ``stop()`` ends
@@ -51,6 +53,8 @@ def config(port: int, backends: Sequence[tuple[str, int]], check_interval_ms: in
         "    timeout client 60s\n"
         "    timeout server 60s\n"
         "    timeout tunnel 1h\n"
+        "    retries 3\n"
+        "    option redispatch\n"
         "frontend gateway\n"
         f"    bind {HOST}:{port}\n"
         "    default_backend replicas\n"

@@ -71,10 +71,12 @@ class HAProxyTests(unittest.TestCase):
         if reason:
             raise unittest.SkipTest(reason)
         backends = []
+        self.listening = []
         for name in (b"first", b"second"):
             host, port, listening = _backend(name)
             self.addCleanup(listening.stopListening)
             backends.append((host, port))
+            self.listening.append(listening)
         root = self.mktemp()
         os.makedirs(root)
         self.balancer = haproxy.HAProxy(root, backends)
@@ -92,6 +94,16 @@ class HAProxyTests(unittest.TestCase):
             answers.append((yield response.content()))
         self.assertEqual(sorted(answers), [b"first", b"first", b"second", b"second"])
         self.assertTrue(all(a != b for a, b in zip(answers, answers[1:])), answers)
+
+    @defer.inlineCallbacks
+    def test_dead_backend_costs_no_request(self) -> Any:
+        """With one backend gone, every request through the balancer is answered by the other one."""
+        yield self.balancer.start()
+        yield self.listening[0].stopListening()
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        for _ in range(4):
+            response = yield treq.get(self.balancer.url + "/", pool=pool)
+            self.assertEqual((response.code, (yield response.content())), (200, b"second"))
 
     @defer.inlineCallbacks
     def test_websocket_upgrade_passes_through(self) -> Any:
