@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 
 from kgd.interfaces import IKernelStore, ILeaseTable
 from kgd.kernels import replica_events
+from kgd.kernels.leases import LeaseKeeper
 from kgd.kernels.records import KernelRecord, StoreUnavailable, encode_record
 from kgd.kernels.redis_events import EventSubscription
 from kgd.kernels.redis_store import RedisKernelStore, connect, parse_redis_url
@@ -187,6 +188,26 @@ class LeaseTests(_RedisTestCase):
             self.assertEqual(owner, "b" if results[0] else "c")
             winners.append(owner)
         self.assertEqual(len(winners), 20)
+
+
+    @defer.inlineCallbacks
+    def test_dead_owner_taken_over_within_the_ttl(self) -> Any:
+        """Two replicas' LeaseKeepers on real Redis: once the owner stops renewing, the other takes the kernel over within the TTL (plus a margin)."""
+        ttl = 1.0
+        lost: list[str] = []
+        a = LeaseKeeper(self.store(), "a", ttl, reactor, lost.append)
+        b = LeaseKeeper(self.store(), "b", ttl, reactor, lost.append)
+        for keeper in (a, b):
+            keeper.start()
+            self.addCleanup(keeper.stop)
+        self.assertTrue((yield a.acquire("k1")))
+        self.assertEqual((yield b.take_over(["k1"])), [])
+        a.stop()
+        stopped = reactor.seconds()
+        yield poll_until(lambda: b.take_over(["k1"]), timeout=10)
+        self.assertLess(reactor.seconds() - stopped, ttl + 1.0)
+        self.assertEqual(b.held, {"k1"})
+        self.assertEqual(lost, [])
 
 
 class SlotTests(_RedisTestCase):
