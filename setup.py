@@ -40,6 +40,8 @@ setup(
         "multipart>=1.1,<3",
         "prometheus_client>=0.20,<1",
         "PyYAML>=6,<7",
+        # The shared kernel store of several replicas (--kernel-store redis://); tested with 1.6.
+        "txredisapi>=1.6,<2",
     ],
     extras_require={
         "test": [

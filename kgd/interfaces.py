@@ -105,3 +105,26 @@ class IKernelStore(Interface):
 
     def remove(kernel_id):
         """Forget ``kernel_id``'s record (no error if there is none)."""
+
+
+class ILeaseTable(Interface):
+    """Who owns which kernel among several replicas: one lease per kernel, with a time to live.
+
+    A lease is held by one owner (a replica id) until it expires or is
+    released; acquiring succeeds only if nobody holds it, so when an owner's
+    lease expires exactly one contender takes the kernel over.  Every method
+    returns a Deferred; an unreachable table fails it with
+    ``kgd.kernels.records.StoreUnavailable``.
+    """
+
+    def acquire(kernel_id, owner, ttl):
+        """Fire True if ``owner`` now holds the lease for ``ttl`` seconds, False if someone else holds it."""
+
+    def renew(kernel_id, owner, ttl):
+        """Fire True if ``owner`` still held the lease and now holds it for ``ttl`` more seconds, else False."""
+
+    def release(kernel_id, owner):
+        """Give the lease up if ``owner`` holds it; fire True if it did."""
+
+    def owner(kernel_id):
+        """Fire with the current holder's id, or None if the lease is free."""
