@@ -14,7 +14,8 @@ from twisted.internet import defer
 from twisted.python import usage
 from twisted.trial import unittest
 
-from kgd.options import SETTINGS, Options, default_config, resolve, settings_table
+from kgd.options import SETTINGS, default_config, resolve, settings_table
+from kgd.tap import Options
 from tests.integration.daemon import REPO_ROOT, Daemon
 
 README = os.path.join(REPO_ROOT, "README.md")

@@ -1,12 +1,13 @@
 """The notebook-http personality: a notebook's annotated cells served as an HTTP API.
 
-A plugin object only; the seed notebook, the kernel pool and the Klein
+A plugin object and the settings it reads; the seed notebook, the kernel pool and the Klein
 routes are built when the resource is asked for, after twistd has installed
 its reactor (see ``kgd.personalities.notebook_http.api``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.plugin import IPlugin
@@ -15,16 +16,34 @@ from zope.interface import implementer
 from kgd.interfaces import IPersonality
 
 
+@dataclass(frozen=True)
+class NotebookHttpSettings:
+    """The settings notebook-http reads; each field is named after its kgd setting."""
+
+    seed_uri: str
+    cell_parser: str
+    force_kernel_name: str
+    static_path: str
+    prespawn_count: int | None
+    kernel_start_timeout: float
+    allow_notebook_download: bool
+    auth_token: str
+    request_timeout: float
+
+
 @implementer(IPlugin, IPersonality)
 class NotebookHttpPersonality:
     """``# GET /path`` cells become endpoints, run on a pool of seeded kernels."""
 
     name = "notebook-http"
+    settings_type = NotebookHttpSettings
+    #: The pool's kernels run the seed notebook's cells themselves.
+    seeds_kernels = True
 
-    def resource(self, gateway: Any) -> Any:
+    def resource(self, settings: NotebookHttpSettings, gateway: Any) -> Any:
         from kgd.personalities.notebook_http.api import build_api
 
-        return build_api(gateway)
+        return build_api(settings, gateway)
 
     def is_public(self, segments: list[str]) -> bool:
         """Files below ``/public/`` need no token, as in the reference.

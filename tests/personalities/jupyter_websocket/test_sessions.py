@@ -17,8 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from kgd.gateway import Gateway
 from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
+from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
 from kgd.personalities.jupyter_websocket.sessions import NotebookSession, SessionStore, UnknownSession, session_model
+from kgd.service import personality_settings
 from tests.kernels.fakes import fake_machine
 
 
@@ -106,8 +108,9 @@ class SessionRoutesTests(SynchronousTestCase):
         )
         self.kernels.startService()
         self.addCleanup(self._stop)
-        gateway = Gateway(self.config, self.kernels, self.specs, self.clock)
-        self.client = StubTreq(KernelsAPI(gateway).app.resource())
+        gateway = Gateway(self.kernels, self.specs, self.clock, base_url=self.config.base_url)
+        personality = JupyterWebsocketPersonality()
+        self.client = StubTreq(KernelsAPI(personality_settings(personality, self.config), gateway).app.resource())
         return self.client
 
     def _stop(self) -> None:
