@@ -109,6 +109,16 @@ class OpsRoutesTests(unittest.TestCase):
         self.assertEqual(model["last_activity"], later.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         self.assertLess(model["started"], model["last_activity"])
 
+    def test_started_is_the_clocks(self) -> None:
+        """/api/status's started is the injected clock's time when the daemon was built, not the wall clock's."""
+        clock = Clock()
+        clock.advance(STARTED.timestamp())
+        self.build(default_config(auth_token=TOKEN), clock=clock)
+        clock.advance(3600)
+        model = json.loads(self.get("/api/status", AUTH)[2])
+        self.assertEqual(model["started"], "2026-01-01T00:00:00.000000Z")
+        self.assertEqual(model["last_activity"], model["started"])
+
     def test_below_base_url(self) -> None:
         """With a base URL, the operator's routes live below it like every other route."""
         self.build(default_config(auth_token=TOKEN, base_url="/kg/"))

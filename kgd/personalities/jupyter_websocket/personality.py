@@ -1,35 +1,21 @@
 """The jupyter-websocket personality: Jupyter Server's kernel REST API and channels.
 
-A plugin object and the settings it reads; the Klein routes are imported
-when the resource is built, after twistd has installed its reactor.
+A plugin object only; the Klein routes are imported when the resource is
+built, after twistd has installed its reactor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 
 # Paths that, as in the reference, need no token: the API's own description.
 _PUBLIC = {("api", "swagger.json"), ("api", "swagger.yaml")}
-
-
-@dataclass(frozen=True)
-class JupyterWebsocketSettings:
-    """The settings jupyter-websocket reads; each field is named after its kgd setting."""
-
-    list_kernels: bool
-    prespawn_count: int | None
-    ws_ping_interval: float
-    max_message_size: int
-    max_client_backlog: int
-    session_buffer_messages: int
-    session_buffer_bytes: int
-    session_buffer_age: float
 
 
 @implementer(IPlugin, IPersonality)

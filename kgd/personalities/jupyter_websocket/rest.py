@@ -23,7 +23,7 @@ from kgd.kernels.kernels import UnknownKernel
 from kgd.kernels.prespawn import PrespawnPool
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
 from kgd.personalities.jupyter_websocket import openapi
-from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketSettings
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.sessions import SessionsAPI
 from kgd.personalities.jupyter_websocket.start_errors import kernel_start_http_error
 from kgd.personalities.jupyter_websocket.ws_channels import Channels, ChannelsSettings
@@ -68,6 +68,10 @@ class KernelsAPI:
 
     @app.route("/api/sessions", branch=True)
     def sessions_app(self, request: IRequest) -> Any:
+        """Hand ``/api/sessions`` and what is below it to the sessions app, which sees the rest of the path."""
+        if not request.postpath:
+            # The collection itself: the sessions app's "/" (an empty path would be redirected there).
+            request.postpath = [b""]
         return self.sessions.app.resource()
 
     # -- version -------------------------------------------------------------

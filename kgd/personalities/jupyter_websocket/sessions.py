@@ -183,16 +183,14 @@ class SessionsAPI:
         except UnknownKernel:
             pass
 
-    # The collection is the mount point itself: "" below /api/sessions, hence no strict slash.
-
-    @app.route("/", methods=["GET"], strict_slashes=False)
+    @app.route("/", methods=["GET"])
     def list(self, request: IRequest) -> bytes:
         if not self.list_sessions:
             raise HTTPError(403, "Forbidden")
         self._prune()
         return json_response(request, [self._model(s) for s in self.store.list()])
 
-    @app.route("/", methods=["POST"], strict_slashes=False)
+    @app.route("/", methods=["POST"])
     async def create(self, request: IRequest) -> bytes:
         body = read_json_object(request)
         if not body:

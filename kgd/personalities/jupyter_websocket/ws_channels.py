@@ -66,7 +66,7 @@ from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
 from kgd.metrics import Metrics
-from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketSettings
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
 from kgd.personalities.jupyter_websocket.channel_sessions import (
     CLOSE_GOING_AWAY,

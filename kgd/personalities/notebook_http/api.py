@@ -25,7 +25,7 @@ from twisted.python.usage import UsageError
 from twisted.web.resource import IResource
 
 from kgd.gateway import Gateway
-from kgd.personalities.notebook_http.personality import NotebookHttpSettings
+from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
 from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
 from kgd.personalities.notebook_http.execution import KernelExecutor
 from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook

@@ -1,34 +1,19 @@
 """The notebook-http personality: a notebook's annotated cells served as an HTTP API.
 
-A plugin object and the settings it reads; the seed notebook, the kernel pool and the Klein
+A plugin object only; the seed notebook, the kernel pool and the Klein
 routes are built when the resource is asked for, after twistd has installed
 its reactor (see ``kgd.personalities.notebook_http.api``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
-
-
-@dataclass(frozen=True)
-class NotebookHttpSettings:
-    """The settings notebook-http reads; each field is named after its kgd setting."""
-
-    seed_uri: str
-    cell_parser: str
-    force_kernel_name: str
-    static_path: str
-    prespawn_count: int | None
-    kernel_start_timeout: float
-    allow_notebook_download: bool
-    auth_token: str
-    request_timeout: float
+from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
 
 
 @implementer(IPlugin, IPersonality)

@@ -175,6 +175,16 @@ class SessionRoutesTests(SynchronousTestCase):
         model = self.create({"path": "a", "type": "notebook"})
         self.assertEqual(self.call("GET", f"/api/sessions/{model['id']}")[0], 200)
 
+    def test_methods_and_paths_of_the_mounted_app(self) -> None:
+        """Below the kernels app, the sessions app answers JSON 405s with Allow and 404s for paths it does not serve."""
+        self.make()
+        status, headers, body = self.call("PUT", "/api/sessions")
+        self.assertEqual((status, headers.getRawHeaders("allow"), body["reason"]), (405, ["GET, HEAD, POST"], "Method Not Allowed"))
+        status, headers, _ = self.call("PUT", "/api/sessions/some-id")
+        self.assertEqual((status, headers.getRawHeaders("allow")), (405, ["DELETE, GET, HEAD, PATCH"]))
+        self.assertEqual(self.call("GET", "/api/sessions/some-id/deeper")[0], 404)
+        self.assertEqual(self.call("GET", "/api/sessions/")[0], 404)
+
     def test_bad_bodies(self) -> None:
         """Missing body, path or type, bad JSON and wrong types are 400s naming the problem; nothing starts."""
         self.make()
