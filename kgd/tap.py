@@ -18,12 +18,12 @@ from twisted.application.service import IService, MultiService
 from twisted.logger import ILogObserver
 from twisted.python.usage import UsageError
 
-from kgd import options as settings_options
+from kgd.options import Options as SettingsOptions
 
 __all__ = ["Options", "makeService"]
 
 
-class Options(settings_options.Options):
+class Options(SettingsOptions):
     """``twistd kgd`` options; ``--api`` must name an installed personality plugin.
 
     The check is here, not in ``kgd.options``, so that the settings layer
@@ -40,7 +40,7 @@ class Options(settings_options.Options):
                 raise UsageError(f"--api: unknown personality {name!r} (installed: {', '.join(sorted(installed))})")
 
 
-def makeService(options: settings_options.Options) -> IService:
+def makeService(options: SettingsOptions) -> IService:
     """Build the daemon's service tree from parsed options."""
     from kgd.service import makeService as make
 
