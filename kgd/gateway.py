@@ -1,7 +1,8 @@
-"""What every personality is built from: the config and the running parts.
+"""The running parts every personality is built on: kernels, specs, clock, metrics, readiness.
 
-One object instead of a global settings dict: a personality's routes take
-the ``Gateway`` they are given and use only what it holds.
+No settings live here: ``kgd.service.makeService`` reads the settings once
+and hands each personality its own values beside this object, so a
+personality's routes use only what they are given.
 """
 
 from __future__ import annotations
@@ -10,26 +11,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kgd.kernels.kernels import Kernels
+from kgd.kernels.seed import Seed
 from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics
-from kgd.options import GatewayConfig
 from kgd.readiness import Readiness
 
 
 @dataclass
 class Gateway:
-    """The configuration, the kernels and the reactor, shared by all personalities.
+    """The kernels, the reactor and the daemon's instruments, shared by all personalities.
 
     ``metrics`` is where personalities count what they relay
     (``gateway.metrics.message_relayed(...)``); ``readiness`` is where a part
     that needs time before kgd takes traffic says so (``readiness.track(...)``).
     """
 
-    config: GatewayConfig
     kernels: Kernels
     specs: KernelSpecs
     reactor: Any
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The URL prefix of every route, ``/segments/`` (``--base-url``).
+    base_url: str = "/"
+    #: The ``--seed-uri`` notebook run on every new kernel, if the daemon seeds kernels.
+    seed: Seed | None = None
     #: Services a personality needs running (e.g. a kernel pool); the daemon
     #: starts them after the kernels service and stops them before it.
     services: list[Any] = field(default_factory=list)
@@ -38,4 +41,4 @@ class Gateway:
 
     def url(self, *segments: str) -> str:
         """An absolute path below the base URL, e.g. ``url("api", "kernels", kid)``."""
-        return self.config.base_url + "/".join(segments)
+        return self.base_url + "/".join(segments)

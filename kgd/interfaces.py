@@ -78,9 +78,16 @@ class IPersonality(Interface):
     """
 
     name = Attribute("the --api name, e.g. 'jupyter-websocket'")
+    settings_type = Attribute(
+        "a frozen dataclass whose field names are kgd settings keys (rows of kgd.options.SETTINGS); "
+        "the daemon fills one by field name at startup and passes it to resource()"
+    )
+    seeds_kernels = Attribute(
+        "True if the personality runs the --seed-uri notebook on its own kernels, so the daemon must not seed every kernel"
+    )
 
-    def resource(gateway):
-        """An IResource serving this API below the base URL, given a kgd.gateway.Gateway."""
+    def resource(settings, gateway):
+        """An IResource serving this API below the base URL, given its ``settings_type`` value and a kgd.gateway.Gateway."""
 
     def is_public(segments):
         """True if the path (a list of str segments below the base URL) needs no token."""

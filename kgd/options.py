@@ -1,4 +1,4 @@
-"""Command-line flags, ``KG_*`` environment variables and the config file, made one config.
+"""Command-line flags, ``KG_*`` environment variables and the config file, made one settings value.
 
 Every setting kgd understands is one row of ``SETTINGS``: its flag, the
 environment variable the reference gateway reads for it, its default and how to
@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from twisted.internet import endpoints
@@ -341,29 +342,75 @@ SETTINGS_BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
-    """The resolved, validated configuration: one attribute per setting."""
+class GatewaySettings:
+    """The resolved, validated settings: one typed field per ``SETTINGS`` row.
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    Only ``kgd.tap`` and ``kgd.service`` see this object: ``makeService``
+    reads it once and hands each part the plain values it needs.  A misspelt
+    name is a ``TypeError`` when it is built and an ``AttributeError`` when
+    it is read, never a silent default.  Defaults live in ``SETTINGS`` alone
+    (see ``default_config``).
+    """
 
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self.values[key]
-        except KeyError:
-            raise AttributeError(key) from None
+    config: str | None
+    listen: list[str]
+    ip: str | None
+    port: int | None
+    api: list[str]
+    base_url: str
+    auth_token: str
+    default_kernel_name: str
+    force_kernel_name: str
+    list_kernels: bool
+    max_kernels: int | None
+    kernel_start_timeout: float
+    shutdown_wait_time: float
+    allow_origin: str
+    allow_origin_pat: str
+    allow_methods: str
+    allow_headers: str
+    allow_credentials: str
+    expose_headers: str
+    max_age: str
+    env_whitelist: list[str]
+    env_process_whitelist: list[str]
+    prespawn_count: int | None
+    seed_uri: str
+    cull_idle_timeout: float
+    cull_interval: float
+    cull_connected: bool
+    cull_busy: bool
+    certfile: str
+    keyfile: str
+    client_ca: str
+    max_body_size: int
+    ws_ping_interval: float
+    max_message_size: int
+    max_client_backlog: int
+    session_buffer_messages: int
+    session_buffer_bytes: int
+    session_buffer_age: float
+    cell_parser: str
+    allow_notebook_download: bool
+    static_path: str
+    request_timeout: float
+    log_format: str
+    metrics_public: bool
+    runtime_dir: str
 
-    def replace(self, **changes: Any) -> "GatewayConfig":
-        """A copy with some values changed; used by tests and by derived settings."""
-        unknown = set(changes) - set(SETTINGS_BY_KEY)
-        if unknown:
-            raise KeyError(f"unknown settings: {sorted(unknown)}")
-        return GatewayConfig({**self.values, **changes})
+    def replace(self, **changes: Any) -> "GatewaySettings":
+        """A copy with some values changed (tests); an unknown name is a ``TypeError``."""
+        return dataclasses.replace(self, **changes)
 
 
-def default_config(**changes: Any) -> GatewayConfig:
-    """The configuration with every default, then the given changes."""
+if [f.name for f in dataclasses.fields(GatewaySettings)] != [s.key for s in SETTINGS]:
+    raise TypeError("GatewaySettings must have one field per SETTINGS row, in the same order")
+
+
+def default_config(**changes: Any) -> GatewaySettings:
+    """The settings with every default from ``SETTINGS``, then the given changes."""
     values = {s.key: list(s.default) if isinstance(s.default, list) else s.default for s in SETTINGS}
-    return GatewayConfig(values).replace(**changes)
+    return GatewaySettings(**{**values, **changes})
 
 
 def _escape_endpoint(text: str) -> str:
@@ -413,8 +460,8 @@ def resolve(
     given: Mapping[str, Any],
     environ: Mapping[str, str],
     file_values: Mapping[str, Any],
-) -> GatewayConfig:
-    """Combine flags, environment and config file into one validated config.
+) -> GatewaySettings:
+    """Combine flags, environment and config file into validated settings.
 
     ``given`` holds raw flag strings (lists for repeatable flags, True for
     switches) only for the flags that were passed.
@@ -456,7 +503,7 @@ def resolve(
             f"--prespawn-count: {values['prespawn_count']} kernels cannot start under --max-kernels {values['max_kernels']}"
         )
     values["api"] = list(dict.fromkeys(values["api"]))
-    return GatewayConfig(values)
+    return GatewaySettings(**values)
 
 
 class Options(usage.Options):
@@ -479,7 +526,7 @@ class Options(usage.Options):
         super().__init__()
         self._environ = os.environ if environ is None else environ
         self._repeated: dict[str, list[str]] = {}
-        self.config: GatewayConfig = default_config()
+        self.config: GatewaySettings = default_config()
 
     def opt_listen(self, description: str) -> None:
         """Twisted endpoint to serve on; repeatable (default tcp:8888:interface=127.0.0.1)"""
@@ -503,12 +550,6 @@ class Options(usage.Options):
         config_path = given.get("config") or self._environ.get("KGD_CONFIG")
         file_values = _read_config_file(config_path) if config_path else {}
         self.config = resolve(given, self._environ, file_values)
-        from kgd.personalities import available_personalities
-
-        installed = available_personalities()
-        for name in self.config.api:
-            if name not in installed:
-                raise usage.UsageError(f"--api: unknown personality {name!r} (installed: {', '.join(sorted(installed))})")
 
 
 def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:

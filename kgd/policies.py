@@ -1,13 +1,13 @@
-"""Wiring of the kernel policies from the config: seed notebook, prespawn pool, culling.
+"""The kernel policies a daemon may run, built from plain values: seed notebook, culler, prespawn pool.
 
-``install_kernel_policies(gateway)`` runs while the daemon is built, before
-the personalities: it loads the seed notebook (a bad one is a usage error,
-so twistd exits with one line before listening), makes the seed a prepare
-hook of every new kernel, and adds the culler to the gateway's services.
-``prespawn_pool(gateway)`` is called by the jupyter-websocket personality:
-the pool it makes is started with the gateway's services and reported to
-readiness.  notebook-http has its own pool and seeds from its own notebook,
-so with that personality configured the seed hook is not installed here.
+``install_kernel_policies`` runs while the daemon is built, before the
+personalities: it loads the seed notebook (a bad one is a usage error, so
+twistd exits with one line before listening), makes the seed a prepare hook
+of every new kernel, and adds the culler to the gateway's services.
+``prespawn_pool`` is called by a personality that hands kernels out (the
+jupyter-websocket one): the pool it makes is started with the gateway's
+services and reported to readiness.  What the culler spares is decided by
+the kernels' roles (``Kernels.role``), which the pools set, not here.
 """
 
 from __future__ import annotations
@@ -17,44 +17,34 @@ from twisted.python.usage import UsageError
 from kgd.gateway import Gateway
 from kgd.kernels.culling import Culler, CullPolicy
 from kgd.kernels.prespawn import PrespawnPool
-from kgd.kernels.seed import Seed, SeedConfigError, load_seed, seed_hook
-
-SEED_KEY = "seed"
-POOL_KEY = "prespawn"
-#: Pools whose idle kernels are spare capacity, never culled (notebook-http registers its own).
-POOL_KEYS = (POOL_KEY, "notebook-http-pool")
+from kgd.kernels.seed import SeedConfigError, load_seed, seed_hook
 
 
-def install_kernel_policies(gateway: Gateway) -> None:
-    """Add the seed hook and the culler for this config."""
-    config, kernels = gateway.config, gateway.kernels
-    if config.seed_uri and "notebook-http" not in config.api:
+def install_kernel_policies(
+    gateway: Gateway,
+    *,
+    seed_uri: str = "",
+    force_kernel_name: str = "",
+    kernel_start_timeout: float = 60.0,
+    cull: CullPolicy = CullPolicy(),
+) -> None:
+    """Seed every new kernel with ``seed_uri`` (if set) and cull by ``cull`` (if enabled)."""
+    if seed_uri:
         try:
-            seed = load_seed(config.seed_uri, gateway.specs, config.force_kernel_name)
+            seed = load_seed(seed_uri, gateway.specs, force_kernel_name)
         except SeedConfigError as error:
             raise UsageError(str(error)) from None
-        gateway.extras[SEED_KEY] = seed
-        kernels.prepare_hooks.append(seed_hook(seed, gateway.reactor, config.kernel_start_timeout))
-    policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
-    if policy.enabled:
-
-        def pooled(kernel: object) -> bool:
-            pools = (gateway.extras.get(key) for key in POOL_KEYS)
-            return any(pool is not None and pool.holds(kernel) for pool in pools)
-
-        gateway.services.append(Culler(kernels, policy, gateway.reactor, exempt=pooled))
+        gateway.seed = seed
+        gateway.kernels.prepare_hooks.append(seed_hook(seed, gateway.reactor, kernel_start_timeout))
+    if cull.enabled:
+        gateway.services.append(Culler(gateway.kernels, cull, gateway.reactor))
 
 
-def prespawn_pool(gateway: Gateway) -> PrespawnPool | None:
-    """The ``--prespawn-count`` pool, made once per gateway; None if prespawning is off."""
-    if POOL_KEY in gateway.extras:
-        return gateway.extras[POOL_KEY]
-    count = gateway.config.prespawn_count
+def prespawn_pool(gateway: Gateway, count: int | None) -> PrespawnPool | None:
+    """A pool of ``count`` ready kernels of the seed's kernelspec, run with the gateway; None for no count."""
     if not count:
         return None
-    seed: Seed | None = gateway.extras.get(SEED_KEY)
-    pool = PrespawnPool(gateway.kernels, count, seed.kernel_name if seed else None)
-    gateway.extras[POOL_KEY] = pool
+    pool = PrespawnPool(gateway.kernels, count, gateway.seed.kernel_name if gateway.seed else None)
     gateway.services.append(pool)
     gateway.readiness.track("prespawn", pool.filled())
     return pool

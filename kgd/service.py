@@ -1,4 +1,8 @@
-"""The daemon's service tree: ``makeService(config, reactor)``.
+"""The daemon's service tree: ``makeService(settings, reactor)``.
+
+The one place that reads ``GatewaySettings`` (besides the tap): each part
+gets the plain values it needs as arguments, and each personality a value of
+its own ``settings_type``, filled here by field name.
 
 A ``MultiService`` whose children start in order and stop in reverse:
 
@@ -16,10 +20,11 @@ sockets, specs) are arguments so tests can pass fakes and a memory reactor.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Mapping
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
@@ -27,13 +32,14 @@ from twisted.logger import Logger, globalLogPublisher
 
 import kgd
 from kgd.gateway import Gateway
-from kgd.interfaces import IKernelLauncher, IZmqSockets
+from kgd.interfaces import IKernelLauncher, IPersonality, IZmqSockets
+from kgd.kernels.culling import CullPolicy
 from kgd.kernels.dispatching import LauncherService, make_launcher, warn_about_provisioners
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.kernels import Kernels
 from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics, MetricsService
-from kgd.options import GatewayConfig
+from kgd.options import SETTINGS_BY_KEY, GatewaySettings
 from kgd.personalities import available_personalities
 from kgd.policies import install_kernel_policies
 from kgd.readiness import Readiness
@@ -113,40 +119,57 @@ class CleanExit(Service):
             self._reactor._exitSignal = None
 
 
-def build_site(gateway: Gateway) -> GatewaySite:
+def personality_settings(personality: IPersonality, settings: GatewaySettings) -> Any:
+    """The personality's own settings value, each field filled from the kgd setting of its name.
+
+    A field that names no setting is a plugin bug, reported when the daemon
+    starts rather than when a request first reads it.
+    """
+    fields = dataclasses.fields(personality.settings_type)
+    unknown = [f.name for f in fields if f.name not in SETTINGS_BY_KEY]
+    if unknown:
+        raise TypeError(f"personality {personality.name!r} reads settings kgd does not have: {', '.join(unknown)}")
+    return personality.settings_type(**{f.name: getattr(settings, f.name) for f in fields})
+
+
+def build_site(
+    settings: GatewaySettings,
+    gateway: Gateway,
+    personalities: Mapping[str, IPersonality] | None = None,
+) -> GatewaySite:
     """The HTTP site: gateway policies in front of each configured personality.
 
     The first ``--api`` is served at the base URL, any other one below the
     base URL plus its own name.
     """
-    config = gateway.config
-    personalities = available_personalities()
-    mounts = ops_mounts(gateway)
-    for index, name in enumerate(config.api):
+    personalities = personalities or available_personalities()
+    mounts = ops_mounts(gateway, metrics_public=settings.metrics_public)
+    for index, name in enumerate(settings.api):
         personality = personalities[name]
         prefix = () if index == 0 else (name,)
-        mounts.append(Mount(prefix, personality.resource(gateway), personality.is_public))
-    cors = CorsSettings(**{field: getattr(config, field) for field in CorsSettings.__dataclass_fields__})
-    root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
-    return GatewaySite(root, max_body_size=config.max_body_size)
+        resource = personality.resource(personality_settings(personality, settings), gateway)
+        mounts.append(Mount(prefix, resource, personality.is_public))
+    cors = CorsSettings(**{field: getattr(settings, field) for field in CorsSettings.__dataclass_fields__})
+    root = GatewayResource(settings.base_url, mounts, auth_token=settings.auth_token, cors=cors)
+    return GatewaySite(root, max_body_size=settings.max_body_size)
 
 
 def makeService(
-    config: GatewayConfig,
+    settings: GatewaySettings,
     reactor: Any = None,
     *,
     launcher: IKernelLauncher | None = None,
     sockets: IZmqSockets | None = None,
     specs: KernelSpecs | None = None,
 ) -> MultiService:
-    """Build the whole daemon from a validated config."""
+    """Build the whole daemon from validated settings."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     top = SequentialStop()
     CleanExit(reactor).setServiceParent(top)
-    runtime = RuntimeDirectory(config.runtime_dir)
+    runtime = RuntimeDirectory(settings.runtime_dir)
     runtime.setServiceParent(top)
     if sockets is None:
         from kgd.kernels.zmq_sockets import TxZmqSockets
@@ -156,7 +179,7 @@ def makeService(
     metrics, readiness = Metrics(), Readiness()
     MetricsService(metrics, globalLogPublisher).setServiceParent(top)
     notifier = Notifier.from_environment(os.environ)
-    specs = specs or KernelSpecs(config.default_kernel_name)
+    specs = specs or KernelSpecs(settings.default_kernel_name)
     warn_about_provisioners(specs, reactor)
     launcher = launcher or make_launcher(reactor, runtime.path, LocalLauncher(reactor, runtime.path))
     LauncherService(launcher).setServiceParent(top)  # stops after Kernels: waits for remote launches under way
@@ -165,29 +188,40 @@ def makeService(
         launcher,
         sockets,
         reactor,
-        force_name=config.force_kernel_name,
-        max_kernels=config.max_kernels,
-        env_whitelist=config.env_whitelist,
-        env_process_whitelist=config.env_process_whitelist,
-        start_timeout=config.kernel_start_timeout,
-        shutdown_wait=config.shutdown_wait_time,
+        force_name=settings.force_kernel_name,
+        max_kernels=settings.max_kernels,
+        env_whitelist=settings.env_whitelist,
+        env_process_whitelist=settings.env_process_whitelist,
+        start_timeout=settings.kernel_start_timeout,
+        shutdown_wait=settings.shutdown_wait_time,
     )
     kernels.setServiceParent(top)
     metrics.watch_kernels(kernels.list)
-    gateway = Gateway(config, kernels, specs, reactor, metrics=metrics, readiness=readiness)
-    install_kernel_policies(gateway)
-    site = build_site(gateway)
+    gateway = Gateway(kernels, specs, reactor, base_url=settings.base_url, metrics=metrics, readiness=readiness)
+    personalities = available_personalities()
+    install_kernel_policies(
+        gateway,
+        # A personality that seeds its own kernels (notebook-http) would have them seeded twice.
+        seed_uri="" if any(personalities[name].seeds_kernels for name in settings.api) else settings.seed_uri,
+        force_kernel_name=settings.force_kernel_name,
+        kernel_start_timeout=settings.kernel_start_timeout,
+        cull=CullPolicy(settings.cull_idle_timeout, settings.cull_interval, settings.cull_connected, settings.cull_busy),
+    )
+    site = build_site(settings, gateway, personalities)
     for service in gateway.services:
         service.setServiceParent(top)
     readiness.expect("listening")
-    for listener in listening_services(config, site, reactor):
+    listeners = listening_services(
+        settings.listen, site, reactor, certfile=settings.certfile, keyfile=settings.keyfile, client_ca=settings.client_ca
+    )
+    for listener in listeners:
         listener.setServiceParent(top)
     NotifyService(notifier, readiness, lambda: len(kernels.list()), reactor).setServiceParent(top)
     log.info(
         "kgd {version} serving {api} on {listen} at base URL {base_url}",
         version=kgd.__version__,
-        api=", ".join(config.api),
-        listen=", ".join(config.listen),
-        base_url=config.base_url,
+        api=", ".join(settings.api),
+        listen=", ".join(settings.listen),
+        base_url=settings.base_url,
     )
     return top

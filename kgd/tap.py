@@ -18,12 +18,29 @@ from twisted.application.service import IService, MultiService
 from twisted.logger import ILogObserver
 from twisted.python.usage import UsageError
 
-from kgd.options import Options
+from kgd.options import Options as SettingsOptions
 
 __all__ = ["Options", "makeService"]
 
 
-def makeService(options: Options) -> IService:
+class Options(SettingsOptions):
+    """``twistd kgd`` options; ``--api`` must name an installed personality plugin.
+
+    The check is here, not in ``kgd.options``, so that the settings layer
+    knows no plugin registry.
+    """
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        from kgd.personalities import available_personalities
+
+        installed = available_personalities()
+        for name in self.config.api:
+            if name not in installed:
+                raise UsageError(f"--api: unknown personality {name!r} (installed: {', '.join(sorted(installed))})")
+
+
+def makeService(options: SettingsOptions) -> IService:
     """Build the daemon's service tree from parsed options."""
     from kgd.service import makeService as make
 
@@ -33,7 +50,7 @@ def makeService(options: Options) -> IService:
         # A setting only the service can check (the seed notebook, say):
         # one line on stderr and exit status 1, before anything listens.
         raise SystemExit(f"twistd kgd: {error}") from None
-    if getattr(options.config, "log_format", "text") == "json":
+    if options.config.log_format == "json":
         from kgd.logs import JsonLinesObserver
 
         return ApplicationLogging(service, JsonLinesObserver(sys.stdout))

@@ -14,7 +14,10 @@ from twisted.internet import defer
 from twisted.python import usage
 from twisted.trial import unittest
 
-from kgd.options import SETTINGS, Options, default_config, resolve, settings_table
+import dataclasses
+
+from kgd.options import SETTINGS, GatewaySettings, default_config, resolve, settings_table
+from kgd.tap import Options
 from tests.integration.daemon import REPO_ROOT, Daemon
 
 README = os.path.join(REPO_ROOT, "README.md")
@@ -26,6 +29,26 @@ def parse(args: list[str], environ: dict[str, str] | None = None) -> Options:
     options = Options(environ=environ or {})
     options.parseOptions(args)
     return options
+
+
+class SettingsTypeTests(unittest.TestCase):
+    """The resolved settings are a typed, frozen value: a misspelt name is an error, never a default."""
+
+    def test_one_field_per_setting(self) -> None:
+        """GatewaySettings has exactly one field per SETTINGS row."""
+        self.assertEqual([f.name for f in dataclasses.fields(GatewaySettings)], [s.key for s in SETTINGS])
+
+    def test_typos_are_errors(self) -> None:
+        """An unknown name fails when the settings are built, changed or read."""
+        self.assertRaises(TypeError, default_config, max_kernel=3)
+        self.assertRaises(TypeError, default_config().replace, max_kernel=3)
+        self.assertRaises(AttributeError, getattr, default_config(), "max_kernel")
+
+    def test_frozen(self) -> None:
+        """Nothing can change the settings after they are resolved; ``replace`` makes a changed copy."""
+        settings = default_config()
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, settings, "max_kernels", 3)
+        self.assertEqual((settings.replace(max_kernels=3).max_kernels, settings.max_kernels), (3, None))
 
 
 class FlagTests(unittest.TestCase):

@@ -7,10 +7,12 @@ launcher and sockets are the in-memory fakes of ``tests.kernels.fakes``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
@@ -19,8 +21,9 @@ from twisted.trial.unittest import SynchronousTestCase
 import kgd
 from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
-from kgd.service import RuntimeDirectory, makeService
+from kgd.service import RuntimeDirectory, makeService, personality_settings
 from kgd.web.site import GatewaySite
+from tests.integration.daemon import RESOURCES
 from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
 
 
@@ -145,6 +148,33 @@ class MakeServiceTests(SynchronousTestCase):
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
+    def test_seeding_left_to_a_personality_that_seeds(self) -> None:
+        """--seed-uri seeds every kernel under jupyter-websocket, but not under notebook-http, whose pool seeds its own."""
+        top = self.make(seed_uri=os.path.join(RESOURCES, "zen.ipynb"))
+        self.assertEqual(len(self.child(top, Kernels).prepare_hooks), 1)
+        top = self.make(api=["notebook-http"], seed_uri=os.path.join(RESOURCES, "kernel_api.ipynb"))
+        self.assertEqual(self.child(top, Kernels).prepare_hooks, [])
+
+    def test_personality_settings_by_name(self) -> None:
+        """A personality's settings are filled by field name; a field naming no setting stops the daemon at startup."""
+
+        @dataclasses.dataclass(frozen=True)
+        class Wanted:
+            list_kernels: bool
+            max_kernels: int | None
+
+        @dataclasses.dataclass(frozen=True)
+        class Misspelt:
+            max_kernel: int | None
+
+        settings = default_config(max_kernels=4)
+        filled = personality_settings(SimpleNamespace(name="p", settings_type=Wanted), settings)
+        self.assertEqual(filled, Wanted(list_kernels=False, max_kernels=4))
+        error = self.assertRaises(
+            TypeError, personality_settings, SimpleNamespace(name="p", settings_type=Misspelt), settings
+        )
+        self.assertIn("max_kernel", str(error))
 
     def test_kernels_configured(self) -> None:
         """The Kernels service gets the configured limit, forced name and timeouts."""

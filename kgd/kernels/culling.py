@@ -6,8 +6,9 @@ at once; any other is shut down when it has been inactive (by
 ``last_activity``) for longer than the timeout, unless it is busy (and
 ``--cull-busy`` is off) or has connections (and ``--cull-connected`` is off).
 A kernelspec's ``metadata.cull_idle_timeout`` overrides the timeout for its
-kernels.  Kernels waiting in the prespawn pool are exempt: keeping spare
-kernels idle is what the pool is for.
+kernels.  Only kernels of the ``USER`` role are culled: kernels that a pool
+owns (waiting in the prespawn pool, members of notebook-http's pool) are
+spare capacity, and keeping them idle is what the pool is for.
 
 ``is_cullable`` is the pure rule; ``Culler`` is the Service that applies it
 on a ``LoopingCall`` driven by an injectable clock.
@@ -25,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from kgd.kernels.kernel import Kernel
-from kgd.kernels.kernels import Kernels, UnknownKernel
+from kgd.kernels.kernels import USER, Kernels, UnknownKernel
 
 log = Logger()
 
@@ -88,13 +89,11 @@ class Culler(Service):
         clock: IReactorTime,
         *,
         now: Callable[[], datetime] | None = None,
-        exempt: Callable[[Kernel], bool] = lambda kernel: False,
     ) -> None:
         self.kernels = kernels
         self.policy = policy
         self._clock = clock
         self._now = now or (lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc))
-        self._exempt = exempt
         self._loop: task.LoopingCall | None = None
 
     def startService(self) -> None:
@@ -123,7 +122,7 @@ class Culler(Service):
         now = self._now()
         shutdowns = []
         for kernel in self.kernels.list():
-            if self._exempt(kernel):
+            if self.kernels.role(kernel) != USER:
                 continue
             reason = is_cullable(self.policy, kernel, now)
             if reason is None:

@@ -40,6 +40,11 @@ class UnknownKernel(LookupError):
 
 KernelHook = Callable[[Kernel], Any]
 
+#: The role of a kernel someone asked for.  Pools that own kernels start them
+#: under a role of their own ("prespawn", "notebook-http"), and the culler
+#: spares every kernel whose role is not this one.
+USER = "user"
+
 
 class Kernels(Service):
     """Every kernel this daemon runs, by id."""
@@ -77,6 +82,7 @@ class Kernels(Service):
         self._kernels: dict[str, Kernel] = {}
         self._starting: dict[str, Kernel] = {}
         self._stopping: dict[str, defer.Deferred[None]] = {}
+        self._roles: dict[str, str] = {}
         self.prepare_hooks: list[KernelHook] = []
 
     # -- queries -------------------------------------------------------------
@@ -92,6 +98,20 @@ class Kernels(Service):
         """Running kernels, oldest first."""
         return [k for k in self._kernels.values() if not k.gone]
 
+    def role(self, kernel_or_id: Kernel | str) -> str:
+        """Who owns the kernel: ``USER`` or the role a pool started it under."""
+        kernel_id = _kernel_id(kernel_or_id)
+        try:
+            return self._roles[kernel_id]
+        except KeyError:
+            raise UnknownKernel(kernel_id) from None
+
+    def set_role(self, kernel_or_id: Kernel | str, role: str) -> None:
+        """Give a kernel to a new owner, e.g. a pooled kernel handed to a user; a forgotten kernel keeps none."""
+        kernel_id = _kernel_id(kernel_or_id)
+        if kernel_id in self._roles:
+            self._roles[kernel_id] = role
+
     def alive_count(self) -> int:
         """Kernels that count toward the limit: running and still starting."""
         return len(self._kernels) + len(self._starting)
@@ -104,8 +124,10 @@ class Kernels(Service):
         env: Mapping[str, str] | None = None,
         path: Any = None,
         kernel_id: str | None = None,
+        *,
+        role: str = USER,
     ) -> defer.Deferred[Kernel]:
-        """Start a kernel; fires with it once it answers kernel_info.
+        """Start a kernel owned by ``role``; fires with it once it answers kernel_info.
 
         Fails with ``UnknownKernelSpec``, ``KernelLimitReached``,
         ``InvalidKernelRequest`` or ``KernelStartError``.
@@ -140,6 +162,7 @@ class Kernels(Service):
             shutdown_wait=self._shutdown_wait,
             on_dead=self._forget,
         )
+        self._roles[kernel.kernel_id] = role
         return self._start(kernel)
 
     @defer.inlineCallbacks
@@ -158,6 +181,7 @@ class Kernels(Service):
                 error=error,
                 event="kernel_start_failed",
             )
+            self._roles.pop(kernel.kernel_id, None)
             yield kernel.shutdown()
             if isinstance(error, (KernelStartError, InvalidKernelRequest)):
                 raise
@@ -165,6 +189,7 @@ class Kernels(Service):
         finally:
             self._starting.pop(kernel.kernel_id, None)
         if not self.running:
+            self._roles.pop(kernel.kernel_id, None)
             yield kernel.shutdown()
             raise KernelStartError("the gateway is shutting down")
         self._kernels[kernel.kernel_id] = kernel
@@ -193,6 +218,7 @@ class Kernels(Service):
 
         def forget(result: Any) -> Any:
             self._stopping.pop(kernel.kernel_id, None)
+            self._roles.pop(kernel.kernel_id, None)
             log.info("kernel {kernel_id} shut down", kernel_id=kernel.kernel_id, event="kernel_shutdown")
             return result
 
@@ -214,3 +240,7 @@ class Kernels(Service):
         already = list(self._stopping.values())
         everything = list(self._kernels.values()) + list(self._starting.values())
         return defer.DeferredList([self._shutdown(k) for k in everything] + already, consumeErrors=True)
+
+
+def _kernel_id(kernel_or_id: Kernel | str) -> str:
+    return kernel_or_id if isinstance(kernel_or_id, str) else kernel_or_id.kernel_id

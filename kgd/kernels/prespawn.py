@@ -24,9 +24,12 @@ from twisted.python.failure import Failure
 
 from kgd.kernels.kernel import Kernel, utcnow
 from kgd.kernels.kernel_request import choose_kernel_name
-from kgd.kernels.kernels import KernelLimitReached, Kernels
+from kgd.kernels.kernels import USER, KernelLimitReached, Kernels
 
 log = Logger()
+
+#: The role of kernels waiting in the pool (``Kernels.role``); a taken kernel becomes ``USER``'s.
+PRESPAWN = "prespawn"
 
 
 class PrespawnPool(Service):
@@ -96,6 +99,7 @@ class PrespawnPool(Service):
         self._drop_gone()
         if self._ready:
             kernel = self._ready.popleft()
+            self.kernels.set_role(kernel, USER)
             # Handing out is activity: the culler must not take the time spent waiting here as idleness.
             kernel.last_activity = utcnow()
             self._fill()
@@ -120,12 +124,13 @@ class PrespawnPool(Service):
         started = []
         for _ in range(missing):
             self._starting += 1
-            started.append(self.kernels.start_kernel(self.kernel_name).addCallbacks(self._started, self._failed))
+            started.append(self.kernels.start_kernel(self.kernel_name, role=PRESPAWN).addCallbacks(self._started, self._failed))
         return started
 
     def _started(self, kernel: Kernel) -> None:
         self._starting -= 1
         if self._takers:
+            self.kernels.set_role(kernel, USER)
             self._takers.popleft().callback(kernel)
             self._fill()
         elif self.running:

@@ -14,14 +14,14 @@ the gateway resource matches the longest mount prefix first.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from kgd.gateway import Gateway
-from kgd.kernels.kernel import isoformat, utcnow
+from kgd.kernels.kernel import isoformat
 from kgd.kernels.specs import UnknownKernelSpec
 from kgd.metrics import CONTENT_TYPE
 from kgd.web.errors import HTTPError, write_error
@@ -49,11 +49,15 @@ class ReadOnlyEndpoint(Resource):
 
 
 class OpsRoutes:
-    """What the operator's routes answer, from the gateway's state."""
+    """What the operator's routes answer, from the gateway's state.
 
-    def __init__(self, gateway: Gateway, started: datetime | None = None) -> None:
+    ``started`` is read from the gateway's clock when the routes are built,
+    that is while the daemon is.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.started = started or utcnow()
+        self.started = datetime.fromtimestamp(gateway.reactor.seconds(), timezone.utc)
 
     def metrics(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", CONTENT_TYPE.encode("latin-1"))
@@ -92,10 +96,9 @@ class OpsRoutes:
         )
 
 
-def ops_mounts(gateway: Gateway, started: datetime | None = None) -> list[Mount]:
-    """The operator's routes as mounts for the gateway resource."""
-    routes = OpsRoutes(gateway, started)
-    metrics_public = bool(getattr(gateway.config, "metrics_public", False))
+def ops_mounts(gateway: Gateway, *, metrics_public: bool = False) -> list[Mount]:
+    """The operator's routes as mounts for the gateway resource; ``--metrics-public`` drops the token from /metrics."""
+    routes = OpsRoutes(gateway)
     return [
         Mount(("metrics",), ReadOnlyEndpoint(routes.metrics), lambda segments: metrics_public),
         Mount(("healthz",), ReadOnlyEndpoint(routes.healthz), lambda segments: True),

@@ -12,7 +12,7 @@ allows.  Unusable files stop the daemon with a usage error naming them.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -80,17 +80,25 @@ def parse_tcp(description: str) -> tuple[int, str, int] | None:
     return int(port), keywords.get("interface", ""), int(keywords.get("backlog", 50))
 
 
-def listening_services(config: Any, site: Any, reactor: Any) -> list[IService]:
-    """One listening service per ``--listen``, with the certificate files applied to ``tcp:`` ones."""
-    if config.client_ca and not config.certfile:
+def listening_services(
+    listen: Sequence[str],
+    site: Any,
+    reactor: Any,
+    *,
+    certfile: str = "",
+    keyfile: str = "",
+    client_ca: str = "",
+) -> list[IService]:
+    """One listening service per ``--listen`` description, with the certificate files applied to ``tcp:`` ones."""
+    if client_ca and not certfile:
         raise UsageError("--client-ca: needs --certfile (and --keyfile) to serve TLS")
-    if config.keyfile and not config.certfile:
+    if keyfile and not certfile:
         raise UsageError("--keyfile: needs --certfile")
-    options = tls_options(config.certfile, config.keyfile, config.client_ca) if config.certfile else None
-    if options is not None and all(parse_tcp(d) is None for d in config.listen):
+    options = tls_options(certfile, keyfile, client_ca) if certfile else None
+    if options is not None and all(parse_tcp(d) is None for d in listen):
         raise UsageError("--certfile: no tcp: listener to serve TLS on (use --ip/--port, --listen tcp:..., or ssl:)")
     services: list[IService] = []
-    for description in config.listen:
+    for description in listen:
         tcp = parse_tcp(description) if options is not None else None
         if tcp is None:
             services.append(strports.service(description, site, reactor=reactor))

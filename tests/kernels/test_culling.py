@@ -9,8 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels.culling import CullPolicy, Culler, is_cullable
 from kgd.kernels.kernel import Kernel
+from kgd.kernels.kernels import USER
+from kgd.kernels.prespawn import PRESPAWN
 from tests.kernels.fakes import write_kernelspec
-from tests.kernels.test_pool import KernelsCase
+from tests.kernels.test_prespawn import KernelsCase
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -73,16 +75,15 @@ class CullerTests(KernelsCase):
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
-    def start(self, name: str | None = None) -> Kernel:
-        d = self.kernels.start_kernel(name)
+    def start(self, name: str | None = None, role: str = USER) -> Kernel:
+        d = self.kernels.start_kernel(name, role=role)
         self.settle()
         kernel = self.successResultOf(d)
         kernel.last_activity = self.now()
         return kernel
 
     def make_culler(self, **policy: Any) -> Culler:
-        culler = Culler(self.kernels, CullPolicy(**policy), self.clock, exempt=lambda k: k in self.exempt)
-        self.exempt: list[Kernel] = []
+        culler = Culler(self.kernels, CullPolicy(**policy), self.clock)
         culler.startService()
         self.addCleanup(culler.stopService)
         return culler
@@ -142,10 +143,9 @@ class CullerTests(KernelsCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_exempt_kernels(self) -> None:
-        """Kernels the pool holds are never culled."""
+        """Kernels the pool holds (a role other than the user's) are never culled."""
         self.make_culler(idle_timeout=5, interval=5)
-        kept, culled = self.start(), self.start()
-        self.exempt.append(kept)
+        kept, culled = self.start(role=PRESPAWN), self.start()
         self.advance(20)
         self.assertEqual(self.kernels.list(), [kept])
         self.assertTrue(culled.gone)

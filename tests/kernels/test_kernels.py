@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels.kernel import KernelStartError
 from kgd.kernels.kernel_request import InvalidKernelRequest
-from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
+from kgd.kernels.kernels import USER, KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
 from tests.kernels.fakes import fake_machine
 
@@ -201,3 +201,32 @@ class ShutdownTests(KernelsTestCase):
         self.assertEqual(kernels.list(), [])
         self.assertRaises(UnknownKernel, kernels.get, kernel.kernel_id)
         self.assertEqual(kernels.alive_count(), 0)
+
+
+class RoleTests(KernelsTestCase):
+    """Who owns each kernel: the user who asked for it, or the pool that started it."""
+
+    def test_roles(self) -> None:
+        """A kernel is the user's unless started under a pool's role, which ``role`` reports by kernel or id."""
+        kernels = self.make()
+        asked = self.start(kernels)
+        pooled = self.start(kernels, role="prespawn")
+        self.assertEqual((kernels.role(asked), kernels.role(pooled.kernel_id)), (USER, "prespawn"))
+
+    def test_hand_over(self) -> None:
+        """``set_role`` gives a pool's kernel to its new owner."""
+        kernels = self.make()
+        kernel = self.start(kernels, role="prespawn")
+        kernels.set_role(kernel, USER)
+        self.assertEqual(kernels.role(kernel), USER)
+
+    def test_role_forgotten_with_the_kernel(self) -> None:
+        """Once a kernel is shut down, or never started, it has no role: ``UnknownKernel``."""
+        kernels = self.make()
+        kernel = self.start(kernels, role="prespawn")
+        d = kernels.shutdown_kernel(kernel.kernel_id)
+        self.clock.advance(10)
+        self.successResultOf(d)
+        self.assertRaises(UnknownKernel, kernels.role, kernel)
+        self.failureResultOf(kernels.start_kernel("nope", role="prespawn"), UnknownKernelSpec)
+        self.assertRaises(UnknownKernel, kernels.role, "no-such-id")

@@ -12,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import KernelStartError
-from kgd.kernels.prespawn import PrespawnPool
+from kgd.kernels.prespawn import PRESPAWN, PrespawnPool
 from kgd.kernels.seed import SeedConfigError, load_seed, seed_hook, seed_path
-from kgd.kernels.kernels import KernelLimitReached, Kernels
+from kgd.kernels.kernels import USER, KernelLimitReached, Kernels
 from tests.integration.daemon import RESOURCES
 from tests.kernels.fakes import FakeLauncher, FakeRunningKernel, FakeSockets, temporary_specs, write_kernelspec
 
@@ -90,6 +90,7 @@ class PrespawnPoolTests(KernelsCase):
         self.assertFalse(pool.holds(taken))
         self.settle()
         self.assertEqual(pool.ready_count, 1)
+        self.assertEqual(sorted(kernels.role(k) for k in kernels.list()), [PRESPAWN, USER])  # the culler may take it now
         self.assertEqual(len(kernels.list()), 2)
         self.assertEqual(len(self.launcher.launches), 2)
 
@@ -101,6 +102,7 @@ class PrespawnPoolTests(KernelsCase):
         self.settle()
         kernel = self.successResultOf(taken)
         self.assertIn(kernel, kernels.list())
+        self.assertEqual(kernels.role(kernel), USER)
         self.settle()
         self.assertEqual(pool.ready_count, 1)
 

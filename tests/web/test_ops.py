@@ -8,11 +8,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from kgd.gateway import Gateway
 from kgd.kernels.specs import KernelSpecs
 from kgd.options import default_config
+from kgd.options import GatewaySettings
 from kgd.service import build_site
 
 TOKEN = "s3cret"
@@ -39,10 +41,10 @@ class OpsRoutesTests(unittest.TestCase):
         self.kernels = FakeKernels()
         self.build(default_config(auth_token=TOKEN))
 
-    def build(self, config: Any, specs: KernelSpecs | None = None) -> None:
-        self.gateway = Gateway(config, self.kernels, specs or KernelSpecs(), reactor=None)  # type: ignore[arg-type]
+    def build(self, config: GatewaySettings, specs: KernelSpecs | None = None, clock: Clock | None = None) -> None:
+        self.gateway = Gateway(self.kernels, specs or KernelSpecs(), clock or Clock(), base_url=config.base_url)  # type: ignore[arg-type]
         self.gateway.metrics.watch_kernels(self.kernels.list)
-        self.treq = StubTreq(build_site(self.gateway).resource)
+        self.treq = StubTreq(build_site(config, self.gateway).resource)
 
     def get(self, path: str, headers: Any = None, method: str = "GET") -> tuple[int, Any, bytes]:
         response = self.successResultOf(self.treq.request(method, "http://127.0.0.1" + path, headers=headers))
@@ -106,6 +108,16 @@ class OpsRoutesTests(unittest.TestCase):
         self.assertEqual((model["kernels"], model["connections"]), (2, 3))
         self.assertEqual(model["last_activity"], later.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         self.assertLess(model["started"], model["last_activity"])
+
+    def test_started_is_the_clocks(self) -> None:
+        """/api/status's started is the injected clock's time when the daemon was built, not the wall clock's."""
+        clock = Clock()
+        clock.advance(STARTED.timestamp())
+        self.build(default_config(auth_token=TOKEN), clock=clock)
+        clock.advance(3600)
+        model = json.loads(self.get("/api/status", AUTH)[2])
+        self.assertEqual(model["started"], "2026-01-01T00:00:00.000000Z")
+        self.assertEqual(model["last_activity"], model["started"])
 
     def test_below_base_url(self) -> None:
         """With a base URL, the operator's routes live below it like every other route."""

@@ -8,7 +8,6 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from kgd.options import default_config
 from kgd.web.tls import listening_services, parse_tcp, tls_options
 from tests.web.certs import make_certificates
 
@@ -69,12 +68,13 @@ class ListenerTests(SynchronousTestCase):
 
     def test_tcp_becomes_tls(self) -> None:
         """``--certfile`` turns tcp: listeners into TLS listeners on the same port and interface."""
-        config = default_config(
-            listen=["tcp:0:interface=127.0.0.1", "unix:/tmp/kgd-test.sock"],
+        services = listening_services(
+            ["tcp:0:interface=127.0.0.1", "unix:/tmp/kgd-test.sock"],
+            object(),
+            MemoryReactor(),
             certfile=self.certs.server_cert,
             keyfile=self.certs.server_key,
         )
-        services = listening_services(config, object(), MemoryReactor())
         tls = services[0]
         self.assertIsInstance(tls, StreamServerEndpointService)
         self.assertIsInstance(tls.endpoint, SSL4ServerEndpoint)
@@ -83,7 +83,7 @@ class ListenerTests(SynchronousTestCase):
 
     def test_plain_without_certificates(self) -> None:
         """Without certificate files nothing changes."""
-        services = listening_services(default_config(listen=["tcp:0"]), object(), MemoryReactor())
+        services = listening_services(["tcp:0"], object(), MemoryReactor())
         self.assertNotIsInstance(services[0].endpoint, SSL4ServerEndpoint)
 
     def test_inconsistent_settings(self) -> None:
@@ -93,5 +93,6 @@ class ListenerTests(SynchronousTestCase):
             ({"keyfile": self.certs.server_key}, "--keyfile: needs --certfile"),
             ({"certfile": self.certs.server_cert, "keyfile": self.certs.server_key, "listen": ["unix:/tmp/x"]}, "no tcp: listener"),
         ]:
-            error = self.assertRaises(UsageError, listening_services, default_config(**changes), object(), MemoryReactor())
+            listen = changes.pop("listen", ["tcp:0"])
+            error = self.assertRaises(UsageError, listening_services, listen, object(), MemoryReactor(), **changes)
             self.assertIn(fragment, str(error))

@@ -12,6 +12,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 
 # Paths that, as in the reference, need no token: the API's own description.
 _PUBLIC = {("api", "swagger.json"), ("api", "swagger.yaml")}
@@ -22,11 +23,14 @@ class JupyterWebsocketPersonality:
     """Kernels, kernelspecs and the channels WebSocket, as Jupyter Server serves them."""
 
     name = "jupyter-websocket"
+    settings_type = JupyterWebsocketSettings
+    seeds_kernels = False
 
-    def resource(self, gateway: Any) -> Any:
+    def resource(self, settings: JupyterWebsocketSettings, gateway: Any) -> Any:
         from kgd.personalities.jupyter_websocket.rest import KernelsAPI
+        from kgd.policies import prespawn_pool
 
-        return KernelsAPI(gateway).app.resource()
+        return KernelsAPI(settings, gateway, prespawn_pool(gateway, settings.prespawn_count)).app.resource()
 
     def is_public(self, segments: list[str]) -> bool:
         return tuple(segments) in _PUBLIC

@@ -3,7 +3,8 @@
 Routes, status codes and bodies follow the reference gateway (which follows
 Jupyter Server), with its defects fixed: ``GET /api`` reports kgd's version,
 errors always have the ``{"reason", "message"}`` shape, and restarting or
-interrupting an unknown kernel is a 404.
+interrupting an unknown kernel is a 404.  ``/api/sessions`` is the sessions
+API's own Klein app (``sessions.SessionsAPI``), mounted here by a branch route.
 """
 
 from __future__ import annotations
@@ -18,44 +19,33 @@ import kgd
 from kgd.gateway import Gateway
 from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
 from kgd.kernels.kernel_request import InvalidKernelRequest, validate_env
-from kgd.kernels.kernels import KernelLimitReached, UnknownKernel
+from kgd.kernels.kernels import UnknownKernel
+from kgd.kernels.prespawn import PrespawnPool
 from kgd.kernels.specs import ResourceNotFound, SpecModel, UnknownKernelSpec
 from kgd.personalities.jupyter_websocket import openapi
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
+from kgd.personalities.jupyter_websocket.sessions import SessionsAPI
+from kgd.personalities.jupyter_websocket.start_errors import kernel_start_http_error
 from kgd.personalities.jupyter_websocket.ws_channels import Channels, ChannelsSettings
-from kgd.personalities.jupyter_websocket.sessions import SessionsAPI, install_session_routes
-from kgd.policies import prespawn_pool
 from kgd.web.errors import HTTPError
 from kgd.web.json_body import json_response, read_json_object
 from kgd.web.error_handlers import install_error_handlers
 
 
-def kernel_start_errors(failure_value: Exception) -> HTTPError:
-    """The HTTP error for a kernel that could not be started."""
-    if isinstance(failure_value, KernelLimitReached):
-        return HTTPError(403, "Resource Limit")
-    if isinstance(failure_value, UnknownKernelSpec):
-        return HTTPError(404, str(failure_value))
-    if isinstance(failure_value, InvalidKernelRequest):
-        return HTTPError(400, str(failure_value))
-    if isinstance(failure_value, KernelStartError):
-        return HTTPError(500, str(failure_value))
-    raise failure_value
-
-
 class KernelsAPI:
-    """``/api``, ``/api/kernelspecs``, ``/kernelspecs`` and ``/api/kernels`` routes."""
+    """``/api``, ``/api/kernelspecs``, ``/kernelspecs`` and ``/api/kernels`` routes; ``/api/sessions`` mounted."""
 
     app = Klein()
     install_error_handlers(app)
-    install_session_routes(app, lambda api: api.sessions)
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, settings: JupyterWebsocketSettings, gateway: Gateway, pool: PrespawnPool | None = None) -> None:
         self.gateway = gateway
         self.kernels = gateway.kernels
         self.specs = gateway.specs
-        self.channels = Channels(gateway.reactor, ChannelsSettings.from_config(gateway.config), gateway.metrics)
-        self.sessions = SessionsAPI(gateway)
-        self.pool = prespawn_pool(gateway)
+        self.list_kernels = settings.list_kernels
+        self.channels = Channels(gateway.reactor, ChannelsSettings.from_settings(settings), gateway.metrics)
+        self.sessions = SessionsAPI(gateway, list_sessions=settings.list_kernels)
+        self.pool = pool
 
     # -- helpers -------------------------------------------------------------
 
@@ -74,6 +64,16 @@ class KernelsAPI:
             },
         }
 
+    # -- sessions (their own app) ----------------------------------------------
+
+    @app.route("/api/sessions", branch=True)
+    def sessions_app(self, request: IRequest) -> Any:
+        """Hand ``/api/sessions`` and what is below it to the sessions app, which sees the rest of the path."""
+        if not request.postpath:
+            # The collection itself: the sessions app's "/" (an empty path would be redirected there).
+            request.postpath = [b""]
+        return self.sessions.app.resource()
+
     # -- version -------------------------------------------------------------
 
     @app.route("/api", methods=["GET"])
@@ -85,12 +85,12 @@ class KernelsAPI:
     @app.route("/api/swagger.json", methods=["GET"])
     def openapi_json(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
-        return openapi.as_json(self.gateway.config.base_url)
+        return openapi.as_json(self.gateway.base_url)
 
     @app.route("/api/swagger.yaml", methods=["GET"])
     def openapi_yaml(self, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", openapi.YAML_CONTENT_TYPE)
-        return openapi.as_yaml(self.gateway.config.base_url)
+        return openapi.as_yaml(self.gateway.base_url)
 
     # -- kernelspecs ---------------------------------------------------------
 
@@ -126,7 +126,7 @@ class KernelsAPI:
 
     @app.route("/api/kernels", methods=["GET"])
     def list_kernels(self, request: IRequest) -> bytes:
-        if not self.gateway.config.list_kernels:
+        if not self.list_kernels:
             raise HTTPError(403, "Forbidden")
         return json_response(request, [kernel.model() for kernel in self.kernels.list()])
 
@@ -154,7 +154,7 @@ class KernelsAPI:
             try:
                 kernel = await self.kernels.start_kernel(name=name, env=env, path=path, kernel_id=kernel_id)
             except Exception as error:
-                raise kernel_start_errors(error) from None
+                raise kernel_start_http_error(error) from None
         request.setHeader(b"Location", self.gateway.url("api", "kernels", kernel.kernel_id).encode())
         return json_response(request, kernel.model(), status=201)
 

@@ -3,8 +3,8 @@
 A session ties a document (``path``, ``name``, ``type``) to a kernel.
 ``SessionStore`` is the pure, in-memory table (nothing persists across
 restarts, as in the reference); ``SessionsAPI`` answers the routes over it
-and the ``Kernels`` service.  ``install_session_routes`` adds the routes to
-the kernels REST app, so both share one Klein app and its JSON errors.
+and the ``Kernels`` service, as a Klein app of its own that the kernels REST
+app mounts at ``/api/sessions`` (a branch route), with the same JSON errors.
 
 The reference's defects are fixed: ``GET``/``PATCH /api/sessions/{id}``
 work (the reference answers 500), ``POST`` honours ``--max-kernels`` and an
@@ -25,6 +25,8 @@ from twisted.web.iweb import IRequest
 from kgd.gateway import Gateway
 from kgd.kernels.kernels import UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
+from kgd.personalities.jupyter_websocket.start_errors import kernel_start_http_error
+from kgd.web.error_handlers import install_error_handlers
 from kgd.web.errors import HTTPError
 from kgd.web.json_body import json_response, read_json_object
 
@@ -132,11 +134,18 @@ def _kernel_field(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class SessionsAPI:
-    """The session routes' logic over a ``SessionStore`` and the kernels."""
+    """The session routes over a ``SessionStore`` and the kernels; paths are below ``/api/sessions``.
 
-    def __init__(self, gateway: Gateway, store: SessionStore | None = None) -> None:
+    ``list_sessions`` is ``--list-kernels``: without it, listing is forbidden.
+    """
+
+    app = Klein()
+    install_error_handlers(app)
+
+    def __init__(self, gateway: Gateway, *, list_sessions: bool = False, store: SessionStore | None = None) -> None:
         self.gateway = gateway
         self.kernels = gateway.kernels
+        self.list_sessions = list_sessions
         self.store = store or SessionStore()
 
     def _model(self, session: NotebookSession) -> dict[str, Any]:
@@ -154,8 +163,6 @@ class SessionsAPI:
 
     async def _start_kernel(self, name: str | None, kernel_id: str | None, path: str) -> str:
         """A kernel for a session: the running one named by ``kernel_id``, else a new one."""
-        from kgd.personalities.jupyter_websocket.rest import kernel_start_errors
-
         try:
             kernel = await self.kernels.start_kernel(name=name, path=path, kernel_id=kernel_id)
         except UnknownKernelSpec:
@@ -164,7 +171,7 @@ class SessionsAPI:
                 f"The '{name}' kernel is not available. Please pick another suitable kernel instead, or install that kernel.",
             ) from None
         except Exception as error:
-            raise kernel_start_errors(error) from None
+            raise kernel_start_http_error(error) from None
         return kernel.kernel_id
 
     async def _release_kernel(self, kernel_id: str) -> None:
@@ -176,12 +183,14 @@ class SessionsAPI:
         except UnknownKernel:
             pass
 
+    @app.route("/", methods=["GET"])
     def list(self, request: IRequest) -> bytes:
-        if not self.gateway.config.list_kernels:
+        if not self.list_sessions:
             raise HTTPError(403, "Forbidden")
         self._prune()
         return json_response(request, [self._model(s) for s in self.store.list()])
 
+    @app.route("/", methods=["POST"])
     async def create(self, request: IRequest) -> bytes:
         body = read_json_object(request)
         if not body:
@@ -205,9 +214,11 @@ class SessionsAPI:
         request.setHeader(b"Location", self.gateway.url("api", "sessions", session.session_id).encode())
         return json_response(request, self._model(session), status=201)
 
+    @app.route("/<session_id>", methods=["GET"])
     def get(self, request: IRequest, session_id: str) -> bytes:
         return json_response(request, self._model(self._session(session_id)))
 
+    @app.route("/<session_id>", methods=["PATCH"])
     async def update(self, request: IRequest, session_id: str) -> bytes:
         before = self._session(session_id)
         body = read_json_object(request)
@@ -235,6 +246,7 @@ class SessionsAPI:
             await self._release_kernel(before.kernel_id)
         return json_response(request, self._model(session))
 
+    @app.route("/<session_id>", methods=["DELETE"])
     async def delete(self, request: IRequest, session_id: str) -> bytes:
         session = self._session(session_id)
         self.store.delete(session_id)
@@ -242,26 +254,3 @@ class SessionsAPI:
         request.setResponseCode(204)
         return b""
 
-
-def install_session_routes(app: Klein, sessions_of: Callable[[Any], SessionsAPI]) -> None:
-    """Add the session routes to a Klein app whose instances give their ``SessionsAPI``."""
-
-    @app.route("/api/sessions", methods=["GET"])
-    def list_sessions(instance: Any, request: IRequest) -> bytes:
-        return sessions_of(instance).list(request)
-
-    @app.route("/api/sessions", methods=["POST"])
-    def create_session(instance: Any, request: IRequest) -> Any:
-        return sessions_of(instance).create(request)
-
-    @app.route("/api/sessions/<session_id>", methods=["GET"])
-    def get_session(instance: Any, request: IRequest, session_id: str) -> bytes:
-        return sessions_of(instance).get(request, session_id)
-
-    @app.route("/api/sessions/<session_id>", methods=["PATCH"])
-    def update_session(instance: Any, request: IRequest, session_id: str) -> Any:
-        return sessions_of(instance).update(request, session_id)
-
-    @app.route("/api/sessions/<session_id>", methods=["DELETE"])
-    def delete_session(instance: Any, request: IRequest, session_id: str) -> Any:
-        return sessions_of(instance).delete(request, session_id)

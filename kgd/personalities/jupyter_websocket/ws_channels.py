@@ -66,6 +66,7 @@ from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
 from kgd.metrics import Metrics
+from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
 from kgd.personalities.jupyter_websocket.channel_sessions import (
     CLOSE_GOING_AWAY,
@@ -94,14 +95,14 @@ class ChannelsSettings:
     buffer: BufferLimits = BufferLimits(10000, 64 * 1024**2, 300.0)
 
     @classmethod
-    def from_config(cls, config: Any) -> "ChannelsSettings":
-        """Read ``--ws-ping-interval``, ``--max-message-size``, ``--max-client-backlog`` and ``--session-buffer-*``."""
+    def from_settings(cls, settings: JupyterWebsocketSettings) -> "ChannelsSettings":
+        """Take ``--ws-ping-interval``, ``--max-message-size``, ``--max-client-backlog`` and ``--session-buffer-*``."""
         return cls(
-            ping_interval=config.ws_ping_interval,
-            max_message_size=config.max_message_size,
-            max_client_backlog=config.max_client_backlog,
+            ping_interval=settings.ws_ping_interval,
+            max_message_size=settings.max_message_size,
+            max_client_backlog=settings.max_client_backlog,
             buffer=BufferLimits(
-                config.session_buffer_messages, config.session_buffer_bytes, config.session_buffer_age
+                settings.session_buffer_messages, settings.session_buffer_bytes, settings.session_buffer_age
             ),
         )
 

@@ -9,7 +9,9 @@ that does) and a ``--static-path`` that is not a folder.  These raise
 ``UsageError``, which twistd's boundary (``kgd.tap``) reports and exits on.
 
 The pool is added to ``gateway.services``, so it starts after the kernels
-service and stops before it: queued requests fail at once on SIGTERM.
+service and stops before it: queued requests fail at once on SIGTERM.  Its
+kernels are started under the ``NOTEBOOK_HTTP`` role, so the culler spares
+them: the pool, not idleness, decides when they go.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from twisted.python.usage import UsageError
 from twisted.web.resource import IResource
 
 from kgd.gateway import Gateway
+from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
 from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
 from kgd.personalities.notebook_http.execution import KernelExecutor
 from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook
@@ -32,31 +35,30 @@ from kgd.personalities.notebook_http.swagger import swagger_json
 
 log = Logger()
 
-#: Where the pool is found in ``gateway.extras`` (e.g. to exempt its kernels from culling).
-POOL_KEY = "notebook-http-pool"
+#: The role (``Kernels.role``) of the pool's kernels.
+NOTEBOOK_HTTP = "notebook-http"
 
 NO_SEED_MESSAGE = (
     "notebook-http needs --seed-uri (KG_SEED_URI): the notebook whose annotated cells define the API"
 )
 
 
-def build_api(gateway: Gateway) -> IResource:
+def build_api(settings: NotebookHttpSettings, gateway: Gateway) -> IResource:
     """The notebook-http resource for ``gateway``; raises ``UsageError`` on bad settings."""
-    config = gateway.config
-    if not config.seed_uri:
+    if not settings.seed_uri:
         raise UsageError(NO_SEED_MESSAGE)
     try:
-        notebook = load_seed_notebook(config.seed_uri)
+        notebook = load_seed_notebook(settings.seed_uri)
     except SeedNotebookError as error:
         raise UsageError(str(error)) from None
-    endpoints = parse_notebook(notebook.content, mode=config.cell_parser)
+    endpoints = parse_notebook(notebook.content, mode=settings.cell_parser)
     try:
         endpoints.require()
     except NoEndpointsError as error:
         raise UsageError(str(error)) from None
     for warning in endpoints.warnings:
         log.warn("notebook-http: {warning}", warning=warning)
-    spec_name = config.force_kernel_name or notebook.kernel_name or gateway.specs.default_name
+    spec_name = settings.force_kernel_name or notebook.kernel_name or gateway.specs.default_name
     try:
         gateway.specs.get(spec_name)
     except LookupError:
@@ -65,10 +67,10 @@ def build_api(gateway: Gateway) -> IResource:
             "install it or choose one with --force-kernel-name"
         ) from None
     public = None
-    if config.static_path:
-        if not os.path.isdir(config.static_path):
-            raise UsageError(f"--static-path {config.static_path!r} is not a folder")
-        public = PublicFolder(os.path.abspath(config.static_path))
+    if settings.static_path:
+        if not os.path.isdir(settings.static_path):
+            raise UsageError(f"--static-path {settings.static_path!r} is not a folder")
+        public = PublicFolder(os.path.abspath(settings.static_path))
     for endpoint in endpoints.endpoints:
         log.info(
             "Registering resource: {path}, methods: ({methods})",
@@ -76,22 +78,21 @@ def build_api(gateway: Gateway) -> IResource:
             methods=list(endpoint.methods),
         )
     pool = KernelPool(
-        max(1, config.prespawn_count or 1),
-        lambda: _start_member(gateway, spec_name, endpoints, config.kernel_start_timeout),
+        max(1, settings.prespawn_count or 1),
+        lambda: _start_member(gateway, spec_name, endpoints, settings.kernel_start_timeout),
         gateway.reactor,
     )
     gateway.services.append(pool)
-    gateway.extras[POOL_KEY] = pool
     gateway.readiness.track("notebook-http pool", pool.filled())
     gateway.metrics.watch_queue_depth(lambda: pool.waiting)
     routes = NotebookRoutes(
         endpoints,
         pool,
-        swagger=swagger_json(endpoints, config.seed_uri).encode("utf-8"),
-        source=notebook.raw if config.allow_notebook_download else None,
+        swagger=swagger_json(endpoints, settings.seed_uri).encode("utf-8"),
+        source=notebook.raw if settings.allow_notebook_download else None,
         public=public,
-        auth_token=config.auth_token,
-        request_timeout=config.request_timeout,
+        auth_token=settings.auth_token,
+        request_timeout=settings.request_timeout,
     )
     return routes.app.resource()
 
@@ -99,7 +100,7 @@ def build_api(gateway: Gateway) -> IResource:
 @defer.inlineCallbacks
 def _start_member(gateway: Gateway, spec_name: str, endpoints: Endpoints, cell_timeout: float) -> Any:
     """Start one pool kernel and run the notebook's seed cells on it (each within ``cell_timeout``)."""
-    kernel = yield gateway.kernels.start_kernel(spec_name)
+    kernel = yield gateway.kernels.start_kernel(spec_name, role=NOTEBOOK_HTTP)
     executor = KernelExecutor(kernel, gateway.reactor, shutdown_kernel=gateway.kernels.shutdown_kernel)
     try:
         yield executor.seed(endpoints.seed_cells, cell_timeout)

@@ -13,6 +13,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
+from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
 
 
 @implementer(IPlugin, IPersonality)
@@ -20,11 +21,14 @@ class NotebookHttpPersonality:
     """``# GET /path`` cells become endpoints, run on a pool of seeded kernels."""
 
     name = "notebook-http"
+    settings_type = NotebookHttpSettings
+    #: The pool's kernels run the seed notebook's cells themselves.
+    seeds_kernels = True
 
-    def resource(self, gateway: Any) -> Any:
+    def resource(self, settings: NotebookHttpSettings, gateway: Any) -> Any:
         from kgd.personalities.notebook_http.api import build_api
 
-        return build_api(gateway)
+        return build_api(settings, gateway)
 
     def is_public(self, segments: list[str]) -> bool:
         """Files below ``/public/`` need no token, as in the reference.

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from kgd.options import default_config
+from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.personalities.jupyter_websocket.ws_channels import (
     OPCODE_BINARY,
     OPCODE_TEXT,
@@ -18,12 +19,13 @@ from kgd.personalities.jupyter_websocket.ws_channels import (
     ChannelsSettings,
     frame_header,
 )
+from kgd.service import personality_settings
 
 
 class SettingsTests(unittest.TestCase):
     """The options decide pings, size limits and buffering as documented."""
 
-    def test_from_config(self) -> None:
+    def test_from_settings(self) -> None:
         """--ws-ping-interval, --max-message-size and --session-buffer-* reach the settings."""
         config = default_config(
             ws_ping_interval=5.0,
@@ -32,7 +34,7 @@ class SettingsTests(unittest.TestCase):
             session_buffer_bytes=4096,
             session_buffer_age=9.0,
         )
-        settings = ChannelsSettings.from_config(config)
+        settings = ChannelsSettings.from_settings(personality_settings(JupyterWebsocketPersonality(), config))
         self.assertEqual((settings.ping_interval, settings.max_message_size), (5.0, 2048))
         self.assertEqual((settings.buffer.messages, settings.buffer.bytes, settings.buffer.age), (7, 4096, 9.0))
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from openapi_spec_validator import validate
 from treq.testing import StubTreq
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from kgd.gateway import Gateway
@@ -16,6 +17,7 @@ from kgd.kernels.specs import KernelSpecs
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket import openapi
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
+from kgd.personalities.jupyter_websocket.sessions import SessionsAPI
 from kgd.service import build_site
 from kgd.web.ops import ops_mounts
 from tests.web.test_ops import FakeKernels
@@ -32,10 +34,12 @@ def klein_path(rule: str) -> str:
 def served_operations(gateway: Gateway) -> set[tuple[str, str]]:
     """(path, method) of every route kgd serves for jupyter-websocket: its Klein app and the operator's mounts."""
     operations = set()
-    for rule in KernelsAPI.app.url_map.iter_rules():
-        for method in rule.methods or ():
-            if method not in ("HEAD", "OPTIONS"):
-                operations.add((klein_path(rule.rule), method.lower()))
+    apps = [("", KernelsAPI.app), ("/api/sessions", SessionsAPI.app)]
+    for prefix, app in apps:
+        for rule in app.url_map.iter_rules():
+            for method in rule.methods or ():
+                if method not in ("HEAD", "OPTIONS"):
+                    operations.add(((prefix + klein_path(rule.rule)).rstrip("/") or "/", method.lower()))
     for mount in ops_mounts(gateway):
         operations.add(("/" + "/".join(mount.prefix), "get"))
     return operations
@@ -50,7 +54,7 @@ class DocumentTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.spec = openapi.document()
-        self.gateway = Gateway(default_config(), FakeKernels(), KernelSpecs(), reactor=None)  # type: ignore[arg-type]
+        self.gateway = Gateway(FakeKernels(), KernelSpecs(), reactor=Clock())  # type: ignore[arg-type]
 
     def test_valid_openapi(self) -> None:
         """The document validates as OpenAPI 3.0."""
@@ -105,10 +109,9 @@ class ServedTests(unittest.TestCase):
     """The two served forms, through the gateway's policies."""
 
     def get(self, path: str, base_url: str = "/") -> Any:
-        gateway = Gateway(
-            default_config(auth_token="s3cret", base_url=base_url), FakeKernels(), KernelSpecs(), reactor=None  # type: ignore[arg-type]
-        )
-        treq = StubTreq(build_site(gateway).resource)
+        settings = default_config(auth_token="s3cret", base_url=base_url)
+        gateway = Gateway(FakeKernels(), KernelSpecs(), reactor=Clock(), base_url=base_url)  # type: ignore[arg-type]
+        treq = StubTreq(build_site(settings, gateway).resource)
         response = self.successResultOf(treq.get("http://127.0.0.1" + path))
         return response, self.successResultOf(response.content())
 

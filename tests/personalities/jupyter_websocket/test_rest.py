@@ -25,6 +25,7 @@ from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
+from kgd.service import personality_settings
 from kgd.web.resource import GatewayResource, Mount
 from tests.kernels.fakes import FakeLauncher, FakeSockets, temporary_specs, write_kernelspec
 from tests.responses import Response
@@ -58,11 +59,10 @@ class RestTestCase(SynchronousTestCase):
         )
         self.kernels.startService()
         self.addCleanup(self._stop_kernels)
-        gateway = Gateway(self.config, self.kernels, self.specs, self.clock)
+        gateway = Gateway(self.kernels, self.specs, self.clock, base_url=self.config.base_url)
         personality = JupyterWebsocketPersonality()
-        root = GatewayResource(
-            self.config.base_url, [Mount((), personality.resource(gateway), personality.is_public)], auth_token=TOKEN
-        )
+        resource = personality.resource(personality_settings(personality, self.config), gateway)
+        root = GatewayResource(self.config.base_url, [Mount((), resource, personality.is_public)], auth_token=TOKEN)
         self.treq = StubTreq(root)
 
     def _stop_kernels(self) -> None:

@@ -17,8 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from kgd.gateway import Gateway
 from kgd.kernels.kernels import Kernels
 from kgd.options import default_config
+from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
 from kgd.personalities.jupyter_websocket.sessions import NotebookSession, SessionStore, UnknownSession, session_model
+from kgd.service import personality_settings
 from tests.kernels.fakes import fake_machine
 
 
@@ -106,8 +108,9 @@ class SessionRoutesTests(SynchronousTestCase):
         )
         self.kernels.startService()
         self.addCleanup(self._stop)
-        gateway = Gateway(self.config, self.kernels, self.specs, self.clock)
-        self.client = StubTreq(KernelsAPI(gateway).app.resource())
+        gateway = Gateway(self.kernels, self.specs, self.clock, base_url=self.config.base_url)
+        personality = JupyterWebsocketPersonality()
+        self.client = StubTreq(KernelsAPI(personality_settings(personality, self.config), gateway).app.resource())
         return self.client
 
     def _stop(self) -> None:
@@ -171,6 +174,16 @@ class SessionRoutesTests(SynchronousTestCase):
         self.assertEqual((status, body), (403, {"reason": "Forbidden", "message": "Forbidden"}))
         model = self.create({"path": "a", "type": "notebook"})
         self.assertEqual(self.call("GET", f"/api/sessions/{model['id']}")[0], 200)
+
+    def test_methods_and_paths_of_the_mounted_app(self) -> None:
+        """Below the kernels app, the sessions app answers JSON 405s with Allow and 404s for paths it does not serve."""
+        self.make()
+        status, headers, body = self.call("PUT", "/api/sessions")
+        self.assertEqual((status, headers.getRawHeaders("allow"), body["reason"]), (405, ["GET, HEAD, POST"], "Method Not Allowed"))
+        status, headers, _ = self.call("PUT", "/api/sessions/some-id")
+        self.assertEqual((status, headers.getRawHeaders("allow")), (405, ["DELETE, GET, HEAD, PATCH"]))
+        self.assertEqual(self.call("GET", "/api/sessions/some-id/deeper")[0], 404)
+        self.assertEqual(self.call("GET", "/api/sessions/")[0], 404)
 
     def test_bad_bodies(self) -> None:
         """Missing body, path or type, bad JSON and wrong types are 400s naming the problem; nothing starts."""

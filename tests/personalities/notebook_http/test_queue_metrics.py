@@ -13,6 +13,8 @@ from kgd.gateway import Gateway
 from kgd.kernels.specs import KernelSpecs
 from kgd.options import default_config
 from kgd.personalities.notebook_http.api import build_api
+from kgd.personalities.notebook_http.personality import NotebookHttpPersonality
+from kgd.service import personality_settings
 from tests.integration.daemon import RESOURCES
 
 
@@ -35,8 +37,8 @@ class QueueDepthTests(unittest.TestCase):
     def test_queue_depth_gauge(self) -> None:
         """Each request queued while the pool's kernel is starting counts; leaving the queue uncounts."""
         config = default_config(api=["notebook-http"], seed_uri=os.path.join(RESOURCES, "kernel_api.ipynb"))
-        gateway = Gateway(config, StartingKernels(), KernelSpecs(), Clock())  # type: ignore[arg-type]
-        build_api(gateway)
+        gateway = Gateway(StartingKernels(), KernelSpecs(), Clock())  # type: ignore[arg-type]
+        build_api(personality_settings(NotebookHttpPersonality(), config), gateway)
         (pool,) = gateway.services
         pool.startService()
         self.addCleanup(pool.stopService)
