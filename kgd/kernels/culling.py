@@ -16,7 +16,7 @@ on a ``LoopingCall`` driven by an injectable clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -24,6 +24,7 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from kgd.kernels.activity import clock_now
 from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import Kernels, UnknownKernel
 
@@ -87,13 +88,11 @@ class Culler(Service):
         policy: CullPolicy,
         clock: IReactorTime,
         *,
-        now: Callable[[], datetime] | None = None,
         exempt: Callable[[Kernel], bool] = lambda kernel: False,
     ) -> None:
         self.kernels = kernels
         self.policy = policy
         self._clock = clock
-        self._now = now or (lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc))
         self._exempt = exempt
         self._loop: task.LoopingCall | None = None
 
@@ -120,7 +119,7 @@ class Culler(Service):
 
     def cull_once(self) -> defer.Deferred[Any]:
         """Check every kernel once; fires when the culled ones are shut down."""
-        now = self._now()
+        now = clock_now(self._clock)
         shutdowns = []
         for kernel in self.kernels.list():
             if self._exempt(kernel):

@@ -156,6 +156,7 @@ class FakeRunningKernel:
         self.rejected: list[tuple[str, list[bytes]]] = []
         self.signals: list[int] = []
         self.cleanups = 0
+        self.shutdowns_requested: list[bool] = []
         self.ended = False
         self.exit_code: int | None = None
         self._waiters: list[defer.Deferred[int | None]] = []
@@ -182,6 +183,9 @@ class FakeRunningKernel:
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
+
+    def shutdown_requested(self, restart: bool) -> None:
+        self.shutdowns_requested.append(restart)
 
     def cleanup(self) -> None:
         self.cleanups += 1
@@ -269,6 +273,7 @@ class FakeLauncher:
         self.failure: Exception | None = None
         self.launches: list[dict[str, Any]] = []
         self.kernels: list[FakeRunningKernel] = []
+        self.stopped = False
         self._next_port = 50000
         self._next_pid = 1000
 
@@ -297,6 +302,10 @@ class FakeLauncher:
         )
         self.kernels.append(kernel)
         return defer.succeed(kernel)
+
+    def stop(self) -> None:
+        """Nothing in flight: every fake launch completes at once."""
+        self.stopped = True
 
     def alive(self) -> list[FakeRunningKernel]:
         return [k for k in self.kernels if not k.ended]

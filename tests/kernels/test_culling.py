@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from kgd.kernels.culling import CullPolicy, Culler, is_cullable
 from kgd.kernels.kernel import Kernel
 from tests.kernels.fakes import write_kernelspec
-from tests.kernels.test_pool import KernelsCase
+from kgd.kernels import messages
+from tests.kernels.test_prespawn import KernelsCase
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -70,15 +71,10 @@ class CullerTests(KernelsCase):
         super().setUp()
         self.kernels = self.make_kernels()
 
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-
     def start(self, name: str | None = None) -> Kernel:
         d = self.kernels.start_kernel(name)
         self.settle()
-        kernel = self.successResultOf(d)
-        kernel.last_activity = self.now()
-        return kernel
+        return self.successResultOf(d)
 
     def make_culler(self, **policy: Any) -> Culler:
         culler = Culler(self.kernels, CullPolicy(**policy), self.clock, exempt=lambda k: k in self.exempt)
@@ -109,9 +105,10 @@ class CullerTests(KernelsCase):
         """A kernel whose activity is recent is kept while an idle one is culled."""
         self.make_culler(idle_timeout=30, interval=10)
         active, idle = self.start(), self.start()
+        client = active.client(lambda channel, message: None)
         for _ in range(5):
             self.clock.advance(10)
-            active.last_activity = self.now()
+            client.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
             self.settle()
         self.clock.advance(10)
         self.assertEqual(self.kernels.list(), [active])
@@ -121,7 +118,7 @@ class CullerTests(KernelsCase):
         """A kernel with a connection is not culled by default."""
         self.make_culler(idle_timeout=5, interval=5)
         kernel = self.start()
-        kernel.connections = 1
+        kernel.activity.connected()
         self.advance(20)
         self.assertEqual(self.kernels.list(), [kernel])
 
@@ -129,7 +126,7 @@ class CullerTests(KernelsCase):
         """With --cull-connected an idle connected kernel is culled too."""
         self.make_culler(idle_timeout=5, interval=5, connected=True)
         kernel = self.start()
-        kernel.connections = 1
+        kernel.activity.connected()
         self.advance(20)
         self.assertTrue(kernel.gone)
 
