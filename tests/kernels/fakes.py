@@ -54,6 +54,7 @@ class FakeSocket:
         self.url = url
         self.receive = receive
         self.sent: list[list[bytes]] = []
+        self.identity: bytes | None = None
         self.closed = False
 
     def send(self, frames: list[bytes]) -> None:
@@ -92,7 +93,9 @@ class FakeSockets:
         return socket
 
     def dealer(self, url: str, receive: Callable[[list[bytes]], None], identity: bytes | None = None) -> FakeSocket:
-        return self._open("dealer", url, receive)
+        socket = self._open("dealer", url, receive)
+        socket.identity = identity
+        return socket
 
     def subscriber(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:
         return self._open("subscriber", url, receive)
