@@ -29,6 +29,13 @@ class IRunningKernel(Interface):
     def kill():
         """End the kernel process at once (SIGKILL to its group)."""
 
+    def shutdown_requested(restart):
+        """The kernel answered shutdown_request: wind down what else it holds; a Deferred or None.
+
+        A provisioner may have a part to play (a remote listener); a local
+        process has nothing more to do.
+        """
+
     def cleanup():
         """Release what the launch made (connection file); a Deferred or None."""
 
@@ -43,6 +50,9 @@ class IKernelLauncher(Interface):
         earlier launch of the same kernel to reuse its ports and key on
         restart.  Returns a Deferred firing with an IRunningKernel.
         """
+
+    def stop():
+        """Stop launching and undo launches still in flight; a Deferred or None."""
 
 
 class IZmqSocket(Interface):
@@ -68,6 +78,9 @@ class IZmqSockets(Interface):
 
     def subscriber(url, receive):
         """A SUB socket subscribed to everything on ``url``."""
+
+    def close():
+        """Release what the sockets share (a ZeroMQ context); nothing opens afterwards."""
 
 
 class IPersonality(Interface):

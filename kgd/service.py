@@ -77,9 +77,7 @@ class SocketsService(Service):
 
     def stopService(self) -> None:
         super().stopService()
-        close = getattr(self.sockets, "close", None)
-        if close is not None:
-            close()
+        self.sockets.close()
 
 
 class SequentialStop(MultiService):

@@ -17,14 +17,15 @@ on a ``LoopingCall`` driven by an injectable clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from kgd.kernels.activity import clock_now
 from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import USER, Kernels, UnknownKernel
 
@@ -87,13 +88,10 @@ class Culler(Service):
         kernels: Kernels,
         policy: CullPolicy,
         clock: IReactorTime,
-        *,
-        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.kernels = kernels
         self.policy = policy
         self._clock = clock
-        self._now = now or (lambda: datetime.fromtimestamp(clock.seconds(), timezone.utc))
         self._loop: task.LoopingCall | None = None
 
     def startService(self) -> None:
@@ -119,7 +117,7 @@ class Culler(Service):
 
     def cull_once(self) -> defer.Deferred[Any]:
         """Check every kernel once; fires when the culled ones are shut down."""
-        now = self._now()
+        now = clock_now(self._clock)
         shutdowns = []
         for kernel in self.kernels.list():
             if self.kernels.role(kernel) != USER:

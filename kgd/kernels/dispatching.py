@@ -82,8 +82,9 @@ class DispatchingLauncher:
 
     def stop(self) -> defer.Deferred[None]:
         """Wait for provisioned launches under way (local launches are immediate)."""
-        stop = getattr(self._provisioned, "stop", None)
-        return stop() if stop is not None else defer.succeed(None)
+        if self._provisioned is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(self._provisioned.stop)
 
 
 class LauncherService(Service):
@@ -94,8 +95,7 @@ class LauncherService(Service):
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
-        stop = getattr(self.launcher, "stop", None)
-        return stop() if stop is not None else None
+        return self.launcher.stop()
 
 
 def provisioner_warning(name: str, spec: KernelSpec, asyncio_reactor: bool) -> str | None:

@@ -18,7 +18,7 @@ import secrets
 import signal
 import sys
 from string import Template
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from jupyter_client.connect import write_connection_file
 from jupyter_client.kernelspec import KernelSpec
@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
+from kgd.kernels.process_end import ProcessEnd
 
 log = Logger()
 
@@ -102,9 +103,16 @@ class _KernelProcessProtocol(protocol.ProcessProtocol):
         self.ended.callback(code)
 
 
+Killpg = Callable[[int, int], None]
+
+
 @implementer(IRunningKernel)
 class LocalKernel:
-    """A kernel process on this machine, leader of its own process group."""
+    """A kernel process on this machine, leader of its own process group.
+
+    Signals go to the group through ``killpg`` (``os.killpg`` unless a test
+    records them instead).
+    """
 
     def __init__(
         self,
@@ -112,37 +120,38 @@ class LocalKernel:
         process_protocol: _KernelProcessProtocol,
         connection_info: dict[str, Any],
         connection_file: str,
+        killpg: Killpg = os.killpg,
     ) -> None:
         self._transport = transport
         self.connection_info = connection_info
         self.connection_file = connection_file
         self.pid: int | None = transport.pid
-        self._ended = False
-        self._waiters: list[defer.Deferred[int | None]] = []
+        self._killpg = killpg
+        self._end = ProcessEnd()
         process_protocol.ended.addCallback(self._on_end)
 
     def _on_end(self, code: int | None) -> None:
-        self._ended = True
-        self._exit_code = code
         # Processes the kernel started may outlive it in its group: end them too.
         if self.pid is not None:
-            _signal_group(self.pid, signal.SIGKILL)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:  # a waiter may have timed out already
-                waiter.callback(code)
+            self._signal_group(signal.SIGKILL)
+        self._end.end(code)
 
     def whenEnded(self) -> defer.Deferred[int | None]:
-        if self._ended:
-            return defer.succeed(self._exit_code)
-        waiter: defer.Deferred[int | None] = defer.Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._end.whenEnded()
+
+    def _signal_group(self, signum: int) -> bool:
+        """Signal the process group; False if it does not exist (yet, or any more)."""
+        assert self.pid is not None
+        try:
+            self._killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
 
     def signal(self, signum: int) -> None:
-        if self._ended or self.pid is None:
+        if self._end.ended or self.pid is None:
             return
-        if not _signal_group(self.pid, signum):
+        if not self._signal_group(signum):
             # The trampoline may not have called setsid() yet: signal the process.
             try:
                 self._transport.signalProcess(signum)
@@ -155,6 +164,9 @@ class LocalKernel:
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
 
+    def shutdown_requested(self, restart: bool) -> None:
+        """Nothing more to do for a local process: it ends by itself."""
+
     def cleanup(self) -> None:
         try:
             os.unlink(self.connection_file)
@@ -162,25 +174,20 @@ class LocalKernel:
             pass
 
 
-def _signal_group(pgid: int, signum: int) -> bool:
-    """Signal a process group; False if it does not exist (yet, or any more)."""
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    return True
-
-
 @implementer(IKernelLauncher)
 class LocalLauncher:
     """Launches kernels as child processes of the daemon."""
 
-    def __init__(self, reactor: IReactorProcess, runtime_dir: str, ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self, reactor: IReactorProcess, runtime_dir: str, ip: str = "127.0.0.1", killpg: Killpg = os.killpg
+    ) -> None:
         self._reactor = reactor
         self._runtime_dir = runtime_dir
         self._ip = ip
+        self._killpg = killpg
+
+    def stop(self) -> None:
+        """Nothing to wait for: a local launch completes at once."""
 
     def launch(
         self,
@@ -230,4 +237,4 @@ class LocalLauncher:
             pid=transport.pid,
             event="kernel_launched",
         )
-        return defer.succeed(LocalKernel(transport, process_protocol, connection_info, path))
+        return defer.succeed(LocalKernel(transport, process_protocol, connection_info, path, self._killpg))

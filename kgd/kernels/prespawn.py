@@ -22,7 +22,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from kgd.kernels.kernel import Kernel, utcnow
+from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernel_request import choose_kernel_name
 from kgd.kernels.kernels import USER, KernelLimitReached, Kernels
 
@@ -101,7 +101,7 @@ class PrespawnPool(Service):
             kernel = self._ready.popleft()
             self.kernels.set_role(kernel, USER)
             # Handing out is activity: the culler must not take the time spent waiting here as idleness.
-            kernel.last_activity = utcnow()
+            kernel.activity.touch()
             self._fill()
             return defer.succeed(kernel)
         self._fill()

@@ -52,6 +52,7 @@ from zope.interface import implementer
 from kgd.interfaces import IKernelLauncher, IRunningKernel
 from kgd.kernels.dispatching import is_asyncio_reactor, provisioner_name
 from kgd.kernels.launcher import kernel_command
+from kgd.kernels.process_end import ProcessEnd
 from kgd.kernels.provisioner_env import check_provisioner_env
 
 log = Logger()
@@ -149,9 +150,7 @@ class ProvisionedKernel:
         self.connection_info = connection_info
         self.pid: int | None = provisioner.pid if isinstance(provisioner, LocalProvisioner) else None
         self._run = run
-        self._ended = False
-        self._exit_code: int | None = None
-        self._waiters: list[defer.Deferred[int | None]] = []
+        self._ending = ProcessEnd()
         self._poller = task.LoopingCall(self._poll)
         self._poller.clock = clock
         self._poller.start(poll_interval, now=False).addErrback(self._poller_failed)
@@ -171,23 +170,14 @@ class ProvisionedKernel:
         log.failure("kernel {kernel_id}: provisioner polling stopped", failure, kernel_id=self.kernel_id)
 
     def _end(self, code: int | None) -> None:
-        if self._ended:
+        if self._ending.ended:
             return
-        self._ended = True
-        self._exit_code = code
         if self._poller.running:
             self._poller.stop()
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.called:
-                waiter.callback(code)
+        self._ending.end(code)
 
     def whenEnded(self) -> defer.Deferred[int | None]:
-        if self._ended:
-            return defer.succeed(self._exit_code)
-        waiter: defer.Deferred[int | None] = defer.Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._ending.whenEnded()
 
     def _call(self, what: str, coroutine: Awaitable[Any]) -> defer.Deferred[Any]:
         def failed(failure: Any) -> None:
@@ -196,23 +186,23 @@ class ProvisionedKernel:
         return self._run(coroutine).addErrback(failed)
 
     def signal(self, signum: int) -> defer.Deferred[Any] | None:
-        if self._ended:
+        if self._ending.ended:
             return None
         return self._call("send_signal", self.provisioner.send_signal(signum))
 
     def shutdown_requested(self, restart: bool) -> defer.Deferred[Any] | None:
         """The kernel answered shutdown_request: let the provisioner wind down its side (a remote listener)."""
-        if self._ended:
+        if self._ending.ended:
             return None
         return self._call("shutdown_requested", self.provisioner.shutdown_requested(restart=restart))
 
     def terminate(self) -> defer.Deferred[Any] | None:
-        if self._ended:
+        if self._ending.ended:
             return None
         return self._call("terminate", self.provisioner.terminate(restart=False))
 
     def kill(self) -> defer.Deferred[Any] | None:
-        if self._ended:
+        if self._ending.ended:
             return None
         return self._call("kill", self.provisioner.kill(restart=False))
 

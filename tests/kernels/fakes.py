@@ -54,6 +54,7 @@ class FakeSocket:
         self.url = url
         self.receive = receive
         self.sent: list[list[bytes]] = []
+        self.identity: bytes | None = None
         self.closed = False
 
     def send(self, frames: list[bytes]) -> None:
@@ -92,7 +93,9 @@ class FakeSockets:
         return socket
 
     def dealer(self, url: str, receive: Callable[[list[bytes]], None], identity: bytes | None = None) -> FakeSocket:
-        return self._open("dealer", url, receive)
+        socket = self._open("dealer", url, receive)
+        socket.identity = identity
+        return socket
 
     def subscriber(self, url: str, receive: Callable[[list[bytes]], None]) -> FakeSocket:
         return self._open("subscriber", url, receive)
@@ -156,6 +159,7 @@ class FakeRunningKernel:
         self.rejected: list[tuple[str, list[bytes]]] = []
         self.signals: list[int] = []
         self.cleanups = 0
+        self.shutdowns_requested: list[bool] = []
         self.ended = False
         self.exit_code: int | None = None
         self._waiters: list[defer.Deferred[int | None]] = []
@@ -182,6 +186,9 @@ class FakeRunningKernel:
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
+
+    def shutdown_requested(self, restart: bool) -> None:
+        self.shutdowns_requested.append(restart)
 
     def cleanup(self) -> None:
         self.cleanups += 1
@@ -269,6 +276,7 @@ class FakeLauncher:
         self.failure: Exception | None = None
         self.launches: list[dict[str, Any]] = []
         self.kernels: list[FakeRunningKernel] = []
+        self.stopped = False
         self._next_port = 50000
         self._next_pid = 1000
 
@@ -297,6 +305,10 @@ class FakeLauncher:
         )
         self.kernels.append(kernel)
         return defer.succeed(kernel)
+
+    def stop(self) -> None:
+        """Nothing in flight: every fake launch completes at once."""
+        self.stopped = True
 
     def alive(self) -> list[FakeRunningKernel]:
         return [k for k in self.kernels if not k.ended]

@@ -12,6 +12,7 @@ from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import USER
 from kgd.kernels.prespawn import PRESPAWN
 from tests.kernels.fakes import write_kernelspec
+from kgd.kernels import messages
 from tests.kernels.test_prespawn import KernelsCase
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -72,15 +73,10 @@ class CullerTests(KernelsCase):
         super().setUp()
         self.kernels = self.make_kernels()
 
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-
     def start(self, name: str | None = None, role: str = USER) -> Kernel:
         d = self.kernels.start_kernel(name, role=role)
         self.settle()
-        kernel = self.successResultOf(d)
-        kernel.last_activity = self.now()
-        return kernel
+        return self.successResultOf(d)
 
     def make_culler(self, **policy: Any) -> Culler:
         culler = Culler(self.kernels, CullPolicy(**policy), self.clock)
@@ -110,9 +106,10 @@ class CullerTests(KernelsCase):
         """A kernel whose activity is recent is kept while an idle one is culled."""
         self.make_culler(idle_timeout=30, interval=10)
         active, idle = self.start(), self.start()
+        client = active.client(lambda channel, message: None)
         for _ in range(5):
             self.clock.advance(10)
-            active.last_activity = self.now()
+            client.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
             self.settle()
         self.clock.advance(10)
         self.assertEqual(self.kernels.list(), [active])
@@ -122,7 +119,7 @@ class CullerTests(KernelsCase):
         """A kernel with a connection is not culled by default."""
         self.make_culler(idle_timeout=5, interval=5)
         kernel = self.start()
-        kernel.connections = 1
+        kernel.activity.connected()
         self.advance(20)
         self.assertEqual(self.kernels.list(), [kernel])
 
@@ -130,7 +127,7 @@ class CullerTests(KernelsCase):
         """With --cull-connected an idle connected kernel is culled too."""
         self.make_culler(idle_timeout=5, interval=5, connected=True)
         kernel = self.start()
-        kernel.connections = 1
+        kernel.activity.connected()
         self.advance(20)
         self.assertTrue(kernel.gone)
 

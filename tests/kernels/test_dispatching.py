@@ -35,6 +35,9 @@ class RecordingLauncher:
         self.launched.append(kernel_id)
         return defer.succeed(None)
 
+    def stop(self) -> None:
+        pass
+
 
 class ProvisionerNameTests(unittest.TestCase):
     """Which kernelspecs kgd launches itself."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from jupyter_client.kernelspec import KernelSpec
 from twisted.internet.task import Clock
@@ -21,9 +21,6 @@ from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSocket, IZmqSock
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError, RestartPolicy, isoformat
 from tests.kernels.fakes import FakeLauncher, FakeSockets
-
-LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
-
 
 def spec(interrupt_mode: str = "signal") -> KernelSpec:
     return KernelSpec(
@@ -385,12 +382,13 @@ class StateTests(KernelTestCase):
         """execution_state is the last iopub status; user work updates last_activity."""
         kernel = self.started()
         running = self.launcher.kernels[0]
-        kernel.last_activity = LONG_AGO
+        before = kernel.last_activity
+        self.clock.advance(60)
         request = messages.new_message("execute_request", {"code": "1"}, session="s")
         running.publish("status", {"execution_state": "busy"}, parent=request)
         self.clock.advance(0)
         self.assertEqual(kernel.execution_state, "busy")
-        self.assertGreater(kernel.last_activity, LONG_AGO)
+        self.assertEqual(kernel.last_activity, before + timedelta(seconds=60))
         running.publish("status", {"execution_state": "idle"}, parent=request)
         self.clock.advance(0)
         self.assertEqual(kernel.execution_state, "idle")
@@ -399,28 +397,33 @@ class StateTests(KernelTestCase):
         """Status changes caused by kernel_info requests do not count as activity."""
         kernel = self.started()
         running = self.launcher.kernels[0]
-        kernel.last_activity = LONG_AGO
+        before = kernel.last_activity
+        self.clock.advance(60)
         request = messages.new_message("kernel_info_request", {}, session="s")
         running.publish("status", {"execution_state": "busy"}, parent=request)
         self.clock.advance(0)
         self.assertEqual(kernel.execution_state, "busy")
-        self.assertEqual(kernel.last_activity, LONG_AGO)
+        self.assertEqual(kernel.last_activity, before)
 
     def test_client_message_counts_as_activity(self) -> None:
         """An execute_request from a client updates last_activity; a kernel_info_request does not."""
         kernel = self.started()
         client = kernel.client(lambda c, m: None)
-        kernel.last_activity = LONG_AGO
+        before = kernel.last_activity
+        self.clock.advance(60)
         client.send("shell", messages.new_message("kernel_info_request", {}, session="s"))
-        self.assertEqual(kernel.last_activity, LONG_AGO)
+        self.assertEqual(kernel.last_activity, before)
         client.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
-        self.assertGreater(kernel.last_activity, LONG_AGO)
+        self.assertEqual(kernel.last_activity, before + timedelta(seconds=60))
 
     def test_model(self) -> None:
         """The REST model carries id, name, ISO 8601 UTC last_activity, state and connections."""
         kernel = self.started()
-        kernel.last_activity = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
-        kernel.connections = 2
+        moment = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+        self.clock.advance((moment - datetime.fromtimestamp(self.clock.seconds(), timezone.utc)).total_seconds())
+        kernel.client(lambda c, m: None).send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
+        kernel.activity.connected()
+        kernel.activity.connected()
         self.assertEqual(
             kernel.model(),
             {
@@ -497,7 +500,7 @@ class ClientTests(KernelTestCase):
         self.clock.advance(0)
         self.assertEqual(got, [])
         self.assertRaises(KernelGone, client.send, "shell", messages.new_message("kernel_info_request", {}, session="s"))
-        self.assertNotIn(client, kernel._clients)
+        self.assertNotIn(client, kernel.connection.clients())
 
     def test_swapped_receiver(self) -> None:
         """Replacing a client's receive callable redirects later replies to it."""

@@ -295,3 +295,31 @@ class LocalLauncherTests(SynchronousTestCase):
         d = self.launcher.launch("kid-1", "python3", make_spec(self.resource_dir), {}, "/", None)
         self.failureResultOf(d, OSError)
         self.assertEqual(os.listdir(self.runtime), [])
+
+
+class KillpgTests(SynchronousTestCase):
+    """LocalKernel signals its whole process group through the injected killpg."""
+
+    def setUp(self) -> None:
+        self.reactor = FakeProcessReactor()
+        self.runtime = self.mktemp()
+        os.makedirs(self.runtime, mode=0o700)
+        self.calls: list[tuple[int, int]] = []
+        self.launcher = LocalLauncher(self.reactor, self.runtime, killpg=lambda pgid, signum: self.calls.append((pgid, signum)))
+        d = self.launcher.launch("kid-1", "python3", make_spec(self.mktemp()), {}, "/", None)
+        self.kernel = self.successResultOf(d)
+        self.addCleanup(self.kernel.cleanup)
+
+    def test_signals_go_to_the_group(self) -> None:
+        """interrupt, TERM and KILL go to the kernel's group, not only to its process."""
+        self.kernel.signal(signal.SIGINT)
+        self.kernel.terminate()
+        self.kernel.kill()
+        self.assertEqual(self.calls, [(FAKE_PID, signal.SIGINT), (FAKE_PID, signal.SIGTERM), (FAKE_PID, signal.SIGKILL)])
+        self.assertEqual(self.reactor.spawned[0]["process"].signals, [])
+
+    def test_group_killed_when_the_kernel_ends(self) -> None:
+        """When the kernel ends, what it left running in its group is killed; later signals are not sent."""
+        self.reactor.spawned[0]["protocol"].processEnded(Failure(error.ProcessDone(0)))
+        self.kernel.terminate()
+        self.assertEqual(self.calls, [(FAKE_PID, signal.SIGKILL)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import nbformat
@@ -81,10 +81,10 @@ class PrespawnPoolTests(KernelsCase):
         kernels, pool = self.make_pool(1)
         self.settle()
         first = kernels.list()[0]
-        first.last_activity = first.last_activity - timedelta(hours=1)
-        before = datetime.now(timezone.utc)
+        before = first.last_activity
+        self.clock.advance(3600)
         taken = self.successResultOf(pool.take())
-        self.assertGreaterEqual(taken.last_activity, before)  # waiting in the pool is not idleness
+        self.assertEqual(taken.last_activity, before + timedelta(hours=1))  # waiting in the pool is not idleness
         self.assertIs(taken, first)
         self.assertEqual(taken.execution_state, "idle")
         self.assertFalse(pool.holds(taken))

@@ -196,7 +196,7 @@ class KernelSessions:
                 session=session.label,
             )
             stale, session.connection = session.connection, None
-            self.kernel.connections -= 1
+            self.kernel.activity.disconnected()
             stale.end(CLOSE_NORMAL, "replaced by a newer connection of the same session")
         elif session is not None:
             if session.expiry is not None and session.expiry.active():
@@ -219,7 +219,7 @@ class KernelSessions:
             session = ChannelSession(self, key, session_id or None)
             self._sessions[key] = session
         session.connection = connection
-        self.kernel.connections += 1
+        self.kernel.activity.connected()
         for entry in backlog:
             connection.deliver(entry.channel, entry.message)
         session.nudge(self._clock, self._nudge_interval, self._nudge_timeout)
@@ -230,7 +230,7 @@ class KernelSessions:
         if session.connection is not connection:
             return
         session.connection = None
-        self.kernel.connections -= 1
+        self.kernel.activity.disconnected()
         if session.session_id is None or self.kernel.gone or not self._limits.enabled:
             self._release(session)
             return
@@ -305,7 +305,7 @@ class KernelSessions:
             connection = session.connection
             session.close()
             if connection is not None:
-                self.kernel.connections -= 1
+                self.kernel.activity.disconnected()
                 closing.append(connection.end(code, reason))
         self._detach()
         return closing

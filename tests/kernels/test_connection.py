@@ -1,0 +1,118 @@
+"""Tests for kgd.kernels.connection: talking to a kernel given only its connection info.
+
+A fake kernel process serves fake sockets (real framing and signing,
+delivery on a Clock); no supervisor or launcher is involved.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from kgd.kernels import messages
+from kgd.kernels.activity import KernelActivity
+from kgd.kernels.connection import HandshakeTimedOut, KernelConnection, KernelGone
+from kgd.kernels.zmq_sockets import channel_url
+from tests.kernels.fakes import FakeRunningKernel, FakeSockets
+from tests.kernels.test_supervisor import ADOPTED_INFO
+
+
+class ConnectionTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.sockets = FakeSockets(self.clock)
+        self.kernel = FakeRunningKernel(self.sockets, dict(ADOPTED_INFO), 7000, self.sockets.events)
+        self.activity = KernelActivity(self.clock)
+        self.connection = KernelConnection("kid-1", self.sockets, self.activity, ADOPTED_INFO)
+
+    def ready(self) -> None:
+        d = self.connection.handshake(self.clock, 10, 1)
+        self.clock.advance(0)
+        self.successResultOf(d)
+
+
+class HandshakeTests(ConnectionTestCase):
+    def test_ready_after_reply_and_iopub(self) -> None:
+        """Built from connection info alone, the connection completes the handshake and the kernel shows idle."""
+        d = self.connection.handshake(self.clock, 10, 1)
+        self.assertTrue(self.connection.handshaking)
+        self.clock.advance(0)
+        self.successResultOf(d)
+        self.assertFalse(self.connection.handshaking)
+        self.assertEqual(self.activity.execution_state, "idle")
+        self.assertEqual([c for c, _ in self.kernel.messages_of("kernel_info_request")], ["shell"])
+
+    def test_silent_kernel_nudged_then_timed_out(self) -> None:
+        """A kernel that never answers is asked again every nudge interval, then the handshake fails."""
+        self.kernel.answers_kernel_info = False
+        d = self.connection.handshake(self.clock, 3, 1)
+        for _ in range(3):
+            self.clock.advance(1)
+        self.failureResultOf(d, HandshakeTimedOut)
+        self.assertEqual(len(self.kernel.messages_of("kernel_info_request")), 3)
+        self.assertEqual(self.activity.execution_state, "starting")
+
+
+class IopubTests(ConnectionTestCase):
+    def test_fan_out_to_every_listener(self) -> None:
+        """Each iopub message reaches every listener; a removed listener gets nothing more."""
+        self.ready()
+        first: list[str] = []
+        second: list[str] = []
+        self.connection.add_iopub_listener(lambda m: first.append(m.msg_type))
+        self.connection.add_iopub_listener(second.append)
+        self.kernel.publish("stream", {"name": "stdout", "text": "hi"})
+        self.clock.advance(0)
+        self.connection.remove_iopub_listener(second.append)
+        self.kernel.publish("stream", {"name": "stdout", "text": "again"})
+        self.clock.advance(0)
+        self.assertEqual(first, ["stream", "stream"])
+        self.assertEqual([m.msg_type for m in second], ["stream"])
+
+
+class RequestTests(ConnectionTestCase):
+    def test_each_request_gets_its_own_reply(self) -> None:
+        """The gateway's own requests fire with the reply whose parent is that request."""
+        self.ready()
+        interrupt = self.connection.request("control", "interrupt_request", {})
+        info = self.connection.request("shell", "kernel_info_request", {})
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(interrupt).msg_type, "interrupt_reply")
+        self.assertEqual(self.successResultOf(info).msg_type, "kernel_info_reply")
+
+    def test_close_closes_every_socket(self) -> None:
+        """Closing the connection closes its own and its clients' sockets, and no client can attach afterwards."""
+        self.ready()
+        client = self.connection.client(lambda c, m: None)
+        self.connection.close()
+        self.assertTrue(client.closed)
+        self.assertTrue(all(s.closed for s in self.sockets.opened))
+        self.assertRaises(KernelGone, self.connection.client, lambda c, m: None)
+
+
+class ClientTests(ConnectionTestCase):
+    def test_one_identity_across_a_clients_sockets(self) -> None:
+        """A client's shell, control and stdin sockets share one routing identity; two clients have two."""
+        self.ready()
+        before = len(self.sockets.opened)
+        self.connection.client(lambda c, m: None)
+        self.connection.client(lambda c, m: None)
+        opened = self.sockets.opened[before:]
+        self.assertEqual(
+            [s.url for s in opened[:3]], [channel_url(ADOPTED_INFO, c) for c in ("shell", "control", "stdin")]
+        )
+        self.assertEqual(len({s.identity for s in opened[:3]}), 1)
+        self.assertEqual(len({s.identity for s in opened[3:]}), 1)
+        self.assertNotEqual(opened[0].identity, opened[3].identity)
+
+    def test_replies_go_to_the_client_that_asked(self) -> None:
+        """A reply reaches the client whose socket sent the request, not another client."""
+        self.ready()
+        asker: list[str] = []
+        other: list[str] = []
+        client = self.connection.client(lambda channel, m: asker.append(m.msg_type))
+        self.connection.client(lambda channel, m: other.append(m.msg_type))
+        client.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
+        self.clock.advance(0)
+        self.assertEqual(asker, ["execute_reply"])
+        self.assertEqual(other, [])
