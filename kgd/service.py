@@ -28,10 +28,10 @@ from twisted.logger import Logger, globalLogPublisher
 import kgd
 from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IZmqSockets
-from kgd.kernels.dispatching import LauncherService, make_launcher, warn_about_provisioners
+from kgd.kernels.dispatching import LauncherService, make_launcher
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.kernels import Kernels
-from kgd.kernels.specs import KernelSpecs
+from kgd.kernels.specs import KernelSpecs, warn_about_provisioners
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import GatewayConfig
 from kgd.personalities import available_personalities

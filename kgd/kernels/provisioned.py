@@ -50,9 +50,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
-from kgd.kernels.dispatching import is_asyncio_reactor, provisioner_name
 from kgd.kernels.launcher import kernel_command
 from kgd.kernels.provisioner_env import check_provisioner_env
+from kgd.kernels.specs import is_asyncio_reactor, provisioner_name
 
 log = Logger()
 
