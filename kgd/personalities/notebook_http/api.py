@@ -23,6 +23,7 @@ from twisted.python.usage import UsageError
 from twisted.web.resource import IResource
 
 from kgd.gateway import Gateway
+from kgd.kernels.kernel_request import choose_kernel_name
 from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
 from kgd.personalities.notebook_http.execution import KernelExecutor
 from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook
@@ -56,7 +57,7 @@ def build_api(gateway: Gateway) -> IResource:
         raise UsageError(str(error)) from None
     for warning in endpoints.warnings:
         log.warn("notebook-http: {warning}", warning=warning)
-    spec_name = config.force_kernel_name or notebook.kernel_name or gateway.specs.default_name
+    spec_name = choose_kernel_name(notebook.kernel_name, gateway.specs.default_name, config.force_kernel_name)
     try:
         gateway.specs.get(spec_name)
     except LookupError:
