@@ -21,11 +21,12 @@ twistd prefers over its own text observer unless ``--logger`` is given.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from typing import IO, Any
 
 from twisted.logger import ILogObserver, formatEvent
 from zope.interface import implementer
+
+from kgd.timestamps import isoformat_epoch
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -44,7 +45,7 @@ def event_as_record(event: dict[str, Any]) -> dict[str, Any]:
     """The JSON object for one log event: time, level, namespace, message, then its plain fields."""
     level = event.get("log_level")
     record: dict[str, Any] = {
-        "time": datetime.fromtimestamp(event.get("log_time", 0.0), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": isoformat_epoch(event.get("log_time", 0.0)),
         "level": getattr(level, "name", "info"),
         "namespace": event.get("log_namespace", ""),
         "message": formatEvent(event),

@@ -34,10 +34,10 @@ import kgd
 from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IPersonality, IZmqSockets
 from kgd.kernels.culling import CullPolicy
-from kgd.kernels.dispatching import LauncherService, make_launcher, warn_about_provisioners
+from kgd.kernels.dispatching import LauncherService, make_launcher
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.kernels import Kernels
-from kgd.kernels.specs import KernelSpecs
+from kgd.kernels.specs import KernelSpecs, warn_about_provisioners
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import SETTINGS_BY_KEY, GatewaySettings
 from kgd.personalities import available_personalities

@@ -56,9 +56,6 @@ SETTINGS_READERS = frozenset({"kgd.service", "kgd.tap"})
 #: KNOWN EXCEPTION, to delete with the dispatching <-> provisioned circle (issue 12, section 4):
 #: provisioned.py imports provisioner naming and the reactor check from dispatching.py,
 #: which imports ProvisionedLauncher from provisioned.py.  This edge is left out of the cycle check.
-KNOWN_CYCLE_EDGES_TO_DELETE = frozenset({("kgd.kernels.provisioned", "kgd.kernels.dispatching")})
-
-
 def module_name(path: str) -> str:
     relative = os.path.relpath(path, REPO_ROOT)[: -len(".py")]
     parts = relative.split(os.sep)
@@ -154,17 +151,8 @@ class ImportGraphTests(SynchronousTestCase):
         self.assertIn("kgd.service", self.graph["kgd.tap"])
 
     def test_no_circle(self) -> None:
-        """No module imports itself through others (bar the one known circle, named in a constant)."""
-        graph = {
-            module: {target for target in targets if (module, target) not in KNOWN_CYCLE_EDGES_TO_DELETE}
-            for module, targets in self.graph.items()
-        }
-        self.assertIsNone(find_cycle(graph))
-
-    def test_known_circle_still_there(self) -> None:
-        """The known exception is still needed; once the circle is gone, this fails: delete the constant and this test."""
-        for source, target in KNOWN_CYCLE_EDGES_TO_DELETE:
-            self.assertIn(target, self.graph[source])
+        """No module imports itself through others."""
+        self.assertIsNone(find_cycle(self.graph))
 
     def test_every_module_has_a_layer(self) -> None:
         """Each kgd module belongs to one of the layers, so a new one must be placed deliberately."""

@@ -1,5 +1,8 @@
 """Pure rules for new kernels: which kernelspec, which environment, which directory.
 
+A notebook's own kernelspec name and language are read here too, once, for
+the seed notebook's check and for notebook-http's kernel and comment syntax.
+
 Kept apart from the I/O so each rule is a plain function with plain tests.
 The environment rules are the reference gateway's, with one fix: a kernel
 never inherits the daemon's own ``KG_*``/``KGD_*`` settings (the token among
@@ -25,6 +28,33 @@ def choose_kernel_name(requested: str | None, default: str, force: str) -> str:
     if force:
         return force
     return requested or default
+
+
+def notebook_kernel_name(notebook: Any) -> str | None:
+    """``metadata.kernelspec.name`` of a notebook, or None if it names none."""
+    try:
+        name = notebook["metadata"]["kernelspec"]["name"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+def notebook_language(notebook: Any) -> str | None:
+    """A notebook's language: ``metadata.language_info.name``, else ``metadata.kernelspec.language``.
+
+    ``language_info`` is what the kernel that ran the notebook reported, so it
+    comes first (the reference picks notebook-http's comment prefix and
+    ``REQUEST`` assignment from it); a notebook never run has only its
+    kernelspec's language.  None if it has neither.
+    """
+    for section, key in (("language_info", "name"), ("kernelspec", "language")):
+        try:
+            value = notebook["metadata"][section][key]
+        except (KeyError, TypeError, IndexError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def validate_env(env: Any) -> dict[str, str]:

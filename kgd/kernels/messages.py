@@ -305,7 +305,7 @@ def to_ws_json(channel: str, message: RawMessage) -> bytes:
     Assumes the parts are UTF-8 JSON, which is what every Jupyter kernel
     sends. Raises ValueError for a message with buffers: a text frame cannot
     carry them, so choosing this format for one is the caller's bug (see
-    to_ws_legacy).
+    to_ws_legacy_pieces).
     """
     if message.buffers:
         raise ValueError("a message with buffers needs a binary frame")
@@ -328,7 +328,10 @@ def to_ws_legacy_binary(channel: str, message: RawMessage) -> bytes:
 
 
 def to_ws_legacy_pieces(channel: str, message: RawMessage) -> tuple[list[bytes], bool]:
-    """``to_ws_legacy`` as pieces whose concatenation is the frame payload.
+    """Encode for a legacy-protocol client, as Jupyter Server does, in pieces.
+
+    Returns pieces whose concatenation is the frame payload, and whether it
+    must go out as a binary frame: only messages with buffers need one.
 
     For a writer that hands them to the socket as they are (a vectored
     write), so that megabytes of output are not copied once more just to be
@@ -337,17 +340,6 @@ def to_ws_legacy_pieces(channel: str, message: RawMessage) -> tuple[list[bytes],
     if not message.buffers:
         return _legacy_json_pieces(channel, message, b',"buffers":[]'), False
     return [to_ws_legacy_binary(channel, message)], True
-
-
-def to_ws_legacy(channel: str, message: RawMessage) -> tuple[bytes, bool]:
-    """Encode for a legacy-protocol client, as Jupyter Server does.
-
-    Returns the payload and whether it must go out as a binary frame: only
-    messages with buffers need one.
-    """
-    if message.buffers:
-        return to_ws_legacy_binary(channel, message), True
-    return to_ws_json(channel, message), False
 
 
 def _optional_object(value: Any, name: str) -> bytes:
@@ -420,6 +412,40 @@ def from_ws_json(text: bytes | str) -> tuple[str, RawMessage]:
     return _from_ws_object(message, [])
 
 
+def _offset_table(
+    data: bytes, unit: struct.Struct, frame: str, *, min_offsets: int, last_is_end: bool
+) -> tuple[int, ...]:
+    """The part boundaries of a binary websocket frame, checked strictly.
+
+    Both binary formats start with a count and a table of that many offsets
+    (*unit* is their integer); the first part must start right after the
+    table and offsets must not decrease.  In the legacy format the table
+    holds the parts' starts and the last part runs to the frame's end; in v1
+    (*last_is_end*) its last entry must be the frame's end.  Returns the
+    boundaries with the frame's end last, so part i is ``[b[i]:b[i + 1]]``.
+    """
+    size = len(data)
+    if size < unit.size:
+        raise MalformedMessage(f"{frame} shorter than its offset count")
+    (count,) = unit.unpack_from(data)
+    if count < min_offsets:
+        raise MalformedMessage(f"{frame} has fewer than {min_offsets} offsets")
+    table_size = unit.size * (count + 1)
+    if table_size > size:
+        raise MalformedMessage(f"{frame} truncated inside its offset table")
+    offsets = struct.unpack_from(f"{unit.format[0]}{count}{unit.format[-1]}", data, unit.size)
+    if offsets[0] != table_size:
+        raise MalformedMessage(f"{frame}'s first part does not follow its offset table")
+    if last_is_end:
+        if offsets[-1] != size:
+            raise MalformedMessage(f"{frame}'s last offset is not the frame's end")
+    else:
+        offsets = (*offsets, size)
+    if any(start > end for start, end in pairwise(offsets)):
+        raise MalformedMessage(f"{frame} offsets decrease or exceed the frame")
+    return offsets
+
+
 def from_ws_legacy_binary(data: bytes) -> tuple[str, RawMessage]:
     """Decode a legacy-protocol binary frame sent by a client.
 
@@ -427,32 +453,13 @@ def from_ws_legacy_binary(data: bytes) -> tuple[str, RawMessage]:
     right after the table, starts non-decreasing, within the frame); any
     "buffers" key in the JSON is ignored, as Jupyter Server overwrites it.
     """
-    size = len(data)
-    if size < _U32.size:
-        raise MalformedMessage("binary frame shorter than its part count")
-    (count,) = _U32.unpack_from(data)
-    if count < 1:
-        raise MalformedMessage("binary frame has no JSON part")
-    table_size = 4 * (count + 1)
-    if table_size > size:
-        raise MalformedMessage("binary frame truncated inside its offset table")
-    starts = struct.unpack_from(f">{count}I", data, _U32.size)
-    if starts[0] != table_size:
-        raise MalformedMessage("binary frame's first part does not follow its offset table")
-    bounds = (*starts, size)
-    if any(start > end for start, end in pairwise(bounds)):
-        raise MalformedMessage("binary frame offsets decrease or exceed the frame")
+    bounds = _offset_table(data, _U32, "binary frame", min_offsets=1, last_is_end=False)
     parts = [data[start:end] for start, end in pairwise(bounds)]
     return _from_ws_object(_loads(parts[0]), parts[1:])
 
 
-def to_ws_v1(channel: str, message: RawMessage) -> bytes:
-    """Encode a message as a v1-subprotocol binary frame, parts verbatim."""
-    return b"".join(to_ws_v1_pieces(channel, message))
-
-
 def to_ws_v1_pieces(channel: str, message: RawMessage) -> list[bytes]:
-    """``to_ws_v1`` as pieces whose concatenation is the frame (see to_ws_legacy_pieces)."""
+    """Encode as a v1-subprotocol binary frame, parts verbatim, in pieces (see to_ws_legacy_pieces)."""
     parts = [
         channel.encode("utf-8"),
         message.header,
@@ -488,22 +495,7 @@ def from_ws_v1(data: bytes) -> tuple[str, RawMessage]:
     get a message without one); the other JSON parts only get the constant-
     time object check, because the kernel validates them anyway.
     """
-    size = len(data)
-    if size < _U64.size:
-        raise MalformedMessage("v1 frame shorter than its offset count")
-    (count,) = _U64.unpack_from(data)
-    if count < 6:
-        raise MalformedMessage("v1 frame needs a channel and four message parts")
-    table_size = 8 * (count + 1)
-    if table_size > size:
-        raise MalformedMessage("v1 frame truncated inside its offset table")
-    offsets = struct.unpack_from(f"<{count}Q", data, _U64.size)
-    if offsets[0] != table_size:
-        raise MalformedMessage("v1 frame's channel does not follow its offset table")
-    if offsets[-1] != size:
-        raise MalformedMessage("v1 frame's last offset is not the frame's end")
-    if any(start > end for start, end in pairwise(offsets)):
-        raise MalformedMessage("v1 frame offsets decrease")
+    offsets = _offset_table(data, _U64, "v1 frame", min_offsets=6, last_is_end=True)
     raw_channel = data[offsets[0] : offsets[1]]
     channel = _CLIENT_CHANNEL_BYTES.get(raw_channel)
     if channel is None:

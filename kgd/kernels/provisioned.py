@@ -50,10 +50,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
-from kgd.kernels.dispatching import is_asyncio_reactor, provisioner_name
 from kgd.kernels.launcher import kernel_command
 from kgd.kernels.process_end import ProcessEnd
 from kgd.kernels.provisioner_env import check_provisioner_env
+from kgd.kernels.specs import is_asyncio_reactor, provisioner_name
 
 log = Logger()
 

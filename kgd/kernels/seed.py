@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone, KernelStartError
-from kgd.kernels.kernel_request import choose_kernel_name
+from kgd.kernels.kernel_request import choose_kernel_name, notebook_kernel_name, notebook_language
 from kgd.kernels.specs import KernelSpecs
 
 
@@ -58,12 +58,6 @@ def seed_path(uri: str) -> str:
     return uri
 
 
-def _notebook_language(notebook: Any) -> str:
-    metadata = notebook.get("metadata", {})
-    language = (metadata.get("kernelspec") or {}).get("language") or (metadata.get("language_info") or {}).get("name")
-    return language if isinstance(language, str) else ""
-
-
 def read_notebook(uri: str) -> tuple[str, bytes, Any]:
     """Read the notebook a seed URI names: its absolute path, raw bytes and nbformat-4 content."""
     # Imported here: nbformat and its JSON schema validation cost the daemon
@@ -86,13 +80,12 @@ def read_notebook(uri: str) -> tuple[str, bytes, Any]:
 def load_seed(uri: str, specs: KernelSpecs, force_name: str = "") -> Seed:
     """Read the seed notebook and check that its kernel exists and speaks its language."""
     path, _, notebook = read_notebook(uri)
-    named = (notebook.get("metadata", {}).get("kernelspec") or {}).get("name")
-    kernel_name = choose_kernel_name(named if isinstance(named, str) else None, specs.default_name, force_name)
+    kernel_name = choose_kernel_name(notebook_kernel_name(notebook), specs.default_name, force_name)
     try:
         spec = specs.get(kernel_name)
     except LookupError:
         raise SeedConfigError(f"--seed-uri: {path} needs kernelspec {kernel_name!r}, which is not installed") from None
-    language = _notebook_language(notebook)
+    language = notebook_language(notebook)
     if language and spec.language and language.lower() != spec.language.lower():
         raise SeedConfigError(
             f"--seed-uri: {path} is written in {language} but kernelspec {kernel_name!r} runs {spec.language}"

@@ -5,12 +5,19 @@ the rest of kgd asks one object for specs, names the default kernel in one
 place and serves spec resources (logos) without ever reading outside the
 spec's own directory.  Specs are read from disk on each call, as the
 reference does, so a kernel installed while kgd runs shows up.
+
+The provisioner a kernelspec names is read here too (``provisioner_name``),
+with the start-up check ``warn_about_provisioners``: a kernelspec naming a
+provisioner that is not installed, or one needing the asyncio reactor (all
+provisioners are asyncio code) while the reactor is another, gets a clear
+warning in the log; starting such a kernel fails with a clear error.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_core.paths import jupyter_path
@@ -105,9 +112,8 @@ class KernelSpecs:
             spec = KernelSpec.from_resource_dir(resource_dir) if resource_dir else None
         except (ValueError, OSError):
             spec = None
-        stanza = spec.metadata.get("kernel_provisioner") if spec is not None else None
-        provisioner = stanza.get("provisioner_name") if isinstance(stanza, dict) else None
-        if isinstance(provisioner, str) and provisioner:
+        provisioner = provisioner_name(spec) if spec is not None else None
+        if provisioner is not None:
             return ProvisionerNotInstalled(name, provisioner)
         return UnknownKernelSpec(name)
 
@@ -150,3 +156,50 @@ def _resource_files(resource_dir: str) -> tuple[str, ...]:
     except OSError:
         return ()
     return tuple(e for e in entries if e.startswith(_RESOURCE_PREFIXES) or e in _RESOURCE_NAMES)
+
+
+LOCAL_PROVISIONER = "local-provisioner"
+
+
+def is_asyncio_reactor(reactor: Any) -> bool:
+    """True if ``reactor`` runs on an asyncio loop, as provisioners need."""
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    return isinstance(reactor, AsyncioSelectorReactor)
+
+
+def provisioner_name(spec: KernelSpec) -> str | None:
+    """The provisioner a kernelspec names, or None if kgd launches it itself."""
+    metadata = spec.metadata if isinstance(spec.metadata, dict) else {}
+    stanza = metadata.get("kernel_provisioner")
+    name = stanza.get("provisioner_name") if isinstance(stanza, dict) else None
+    if not isinstance(name, str) or not name or name == LOCAL_PROVISIONER:
+        return None
+    return name
+
+
+def provisioner_warning(name: str, spec: KernelSpec, asyncio_reactor: bool) -> str | None:
+    """The warning for a kernelspec naming a provisioner the running reactor cannot drive, if any."""
+    provisioner = provisioner_name(spec)
+    if asyncio_reactor or provisioner is None:
+        return None
+    return (
+        f"kernelspec {name} names the kernel provisioner {provisioner}, which needs the asyncio reactor: "
+        "start the gateway with 'twistd -r asyncio kgd', or starting this kernel will fail"
+    )
+
+
+def warn_about_provisioners(specs: KernelSpecs, reactor: Any) -> None:
+    """At start-up, log each kernelspec whose provisioner is not installed or needs the asyncio reactor."""
+    asyncio_reactor = is_asyncio_reactor(reactor)
+    for name in specs.names():
+        try:
+            spec = specs.get(name)
+        except ProvisionerNotInstalled as error:
+            log.warn("{error}", error=error, event="provisioner_not_installed")
+            continue
+        except (LookupError, ValueError, OSError):
+            continue
+        warning = provisioner_warning(name, spec, asyncio_reactor)
+        if warning is not None:
+            log.warn("{warning}", warning=warning, event="provisioner_needs_asyncio")

@@ -16,19 +16,25 @@ from typing import Sequence
 _SCHEMES = ("token", "bearer")
 
 
-def header_token(authorization: bytes | None) -> str | None:
-    """The token in an ``Authorization`` header, or None."""
-    if not authorization:
-        return None
-    try:
-        text = authorization.decode("latin-1").strip()
-    except UnicodeDecodeError:
-        return None
-    scheme, _, value = text.partition(" ")
+def authorization_token(authorization: str) -> str | None:
+    """The token in an ``Authorization`` header's text (``token T`` or ``Bearer T``), or None."""
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() not in _SCHEMES:
         return None
     value = value.strip()
     return value or None
+
+
+def header_token(authorization: bytes | None) -> str | None:
+    """The token in a raw ``Authorization`` header, or None."""
+    if not authorization:
+        return None
+    return authorization_token(authorization.decode("latin-1"))
+
+
+def same_token(presented: str, expected: str) -> bool:
+    """True if *presented* is *expected*, compared in constant time."""
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
 def presented_token(authorization: bytes | None, query_tokens: Sequence[bytes]) -> str | None:
@@ -47,4 +53,4 @@ def is_authorized(expected: str, authorization: bytes | None, query_tokens: Sequ
     presented = presented_token(authorization, query_tokens)
     if presented is None:
         return False
-    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+    return same_token(presented, expected)

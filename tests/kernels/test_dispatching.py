@@ -16,7 +16,8 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher
-from kgd.kernels.dispatching import DispatchingLauncher, LauncherService, provisioner_name, provisioner_warning, warn_about_provisioners
+from kgd.kernels.dispatching import DispatchingLauncher, LauncherService
+from kgd.kernels.specs import provisioner_name, provisioner_warning, warn_about_provisioners
 from kgd.kernels.specs import KernelSpecs, ProvisionerNotInstalled, UnknownKernelSpec
 
 
@@ -153,7 +154,7 @@ class StartupWarningTests(unittest.TestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         warn_about_provisioners(self.specs, MemoryReactor())
-        warnings = [e for e in events if e.get("log_namespace") == "kgd.kernels.dispatching"]
+        warnings = [e for e in events if e.get("log_namespace") == "kgd.kernels.specs"]
         self.assertEqual([e["event"] for e in warnings], ["provisioner_not_installed"])
         self.assertEqual(warnings[0]["log_level"], LogLevel.warn)
         self.assertIn("no-such-provisioner-kgd-test", str(warnings[0]["error"]))

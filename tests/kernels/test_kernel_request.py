@@ -6,7 +6,15 @@ import os
 
 from twisted.trial import unittest
 
-from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env, validate_env
+from kgd.kernels.kernel_request import (
+    InvalidKernelRequest,
+    choose_kernel_name,
+    kernel_cwd,
+    kernel_env,
+    notebook_kernel_name,
+    notebook_language,
+    validate_env,
+)
 
 DAEMON = {
     "PATH": "/usr/bin:/bin",
@@ -17,6 +25,24 @@ DAEMON = {
     "KG_LIST_KERNELS": "True",
     "KGD_CONFIG": "/etc/kgd.toml",
 }
+
+
+class NotebookMetadataTests(unittest.TestCase):
+    """The one reading of a notebook's kernelspec name and language (seed check and notebook-http)."""
+
+    def test_kernel_name(self) -> None:
+        """A notebook's kernelspec name is used; a missing, empty or non-string one means none."""
+        self.assertEqual(notebook_kernel_name({"metadata": {"kernelspec": {"name": "ir"}}}), "ir")
+        for metadata in ({}, {"kernelspec": None}, {"kernelspec": {"name": ""}}, {"kernelspec": {"name": 3}}):
+            self.assertIsNone(notebook_kernel_name({"metadata": metadata}), metadata)
+
+    def test_language_prefers_language_info(self) -> None:
+        """language_info.name (what the kernel reported) wins over the kernelspec's language, which is the fallback."""
+        both = {"language_info": {"name": "scala"}, "kernelspec": {"language": "python"}}
+        self.assertEqual(notebook_language({"metadata": both}), "scala")
+        self.assertEqual(notebook_language({"metadata": {"kernelspec": {"language": "R"}}}), "R")
+        self.assertIsNone(notebook_language({"metadata": {"language_info": {"name": 1}}}))
+        self.assertIsNone(notebook_language([("code", "x = 1")]))
 
 
 class KernelNameTests(unittest.TestCase):

@@ -37,11 +37,22 @@ from kgd.kernels.messages import (
     new_message,
     parse_json_part,
     to_ws_json,
-    to_ws_legacy,
     to_ws_legacy_binary,
-    to_ws_v1,
+    to_ws_legacy_pieces,
+    to_ws_v1_pieces,
     to_zmq,
 )
+
+
+def to_ws_legacy(channel: str, message: RawMessage) -> tuple[bytes, bool]:
+    """The legacy frame as the gateway sends it: its pieces joined, and whether it is binary."""
+    pieces, binary = to_ws_legacy_pieces(channel, message)
+    return b"".join(pieces), binary
+
+
+def to_ws_v1(channel: str, message: RawMessage) -> bytes:
+    """The v1 frame as the gateway sends it: its pieces joined."""
+    return b"".join(to_ws_v1_pieces(channel, message))
 
 try:
     from jupyter_server.services.kernels.connection.base import (

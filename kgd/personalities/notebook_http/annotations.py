@@ -62,6 +62,8 @@ from types import MappingProxyType
 from typing import Any, Literal, Union
 from urllib.parse import quote, unquote
 
+from kgd.kernels.kernel_request import notebook_language
+
 __all__ = [
     "DEFAULT_COMMENT_PREFIXES",
     "NO_ENDPOINTS_MESSAGE",
@@ -78,7 +80,6 @@ __all__ = [
     "PathTemplate",
     "comment_prefix_for",
     "first_path_param_index",
-    "notebook_language",
     "parse_notebook",
 ]
 
@@ -170,19 +171,6 @@ def comment_prefix_for(
     if language is not None and language.lower() in table:
         return table[language.lower()]
     return table.get(None, "#")
-
-
-def notebook_language(notebook: Any) -> str | None:
-    """``metadata.language_info.name`` of *notebook*, or ``None`` if absent.
-
-    The reference picks the comment prefix and the ``REQUEST`` assignment form
-    from this field (not from the kernelspec's language).
-    """
-    try:
-        name = notebook["metadata"]["language_info"]["name"]
-    except (KeyError, TypeError, IndexError):
-        return None
-    return name if isinstance(name, str) else None
 
 
 def canonical_path(path: str | bytes) -> str:
@@ -379,7 +367,7 @@ def parse_notebook(
 
     *notebook* is an nbformat notebook or a sequence of ``(cell_type,
     source)`` pairs.  *language* defaults to the notebook's
-    ``metadata.language_info.name`` and selects the comment prefix through
+    language (:func:`kgd.kernels.kernel_request.notebook_language`) and selects the comment prefix through
     *comment_prefixes* (see :func:`comment_prefix_for`).  *sort_key* orders
     the routes (descending, stable), as the reference's ``sort_func``.
 

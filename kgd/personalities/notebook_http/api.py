@@ -25,10 +25,11 @@ from twisted.python.usage import UsageError
 from twisted.web.resource import IResource
 
 from kgd.gateway import Gateway
-from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
+from kgd.kernels.kernel_request import choose_kernel_name
 from kgd.personalities.notebook_http.annotations import Endpoints, NoEndpointsError, parse_notebook
 from kgd.personalities.notebook_http.execution import KernelExecutor
 from kgd.personalities.notebook_http.notebook import SeedNotebookError, load_seed_notebook
+from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
 from kgd.personalities.notebook_http.kernel_pool import KernelPool
 from kgd.personalities.notebook_http.routes import NotebookRoutes, PublicFolder
 from kgd.personalities.notebook_http.swagger import swagger_json
@@ -58,7 +59,7 @@ def build_api(settings: NotebookHttpSettings, gateway: Gateway) -> IResource:
         raise UsageError(str(error)) from None
     for warning in endpoints.warnings:
         log.warn("notebook-http: {warning}", warning=warning)
-    spec_name = settings.force_kernel_name or notebook.kernel_name or gateway.specs.default_name
+    spec_name = choose_kernel_name(notebook.kernel_name, gateway.specs.default_name, settings.force_kernel_name)
     try:
         gateway.specs.get(spec_name)
     except LookupError:

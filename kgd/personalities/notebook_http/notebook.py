@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kgd.kernels.kernel_request import notebook_kernel_name
 from kgd.kernels.seed import SeedConfigError, read_notebook
 
 
@@ -26,13 +27,9 @@ class SeedNotebook:
     content: Any
 
     @property
-    def kernel_name(self) -> str:
-        """``metadata.kernelspec.name``, or ``""`` if the notebook names none."""
-        try:
-            name = self.content["metadata"]["kernelspec"]["name"]
-        except (KeyError, TypeError):
-            return ""
-        return name if isinstance(name, str) else ""
+    def kernel_name(self) -> str | None:
+        """``metadata.kernelspec.name``, or None if the notebook names none."""
+        return notebook_kernel_name(self.content)
 
 
 def load_seed_notebook(uri: str) -> SeedNotebook:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +40,11 @@ __all__ = [
     "DEFAULT_CONTENT_TYPE",
     "ExecutionOutcome",
     "HTTPResponse",
+    "NO_BODY_STATUSES",
     "OutputCollector",
     "ResponseInfo",
     "ResponseInfoError",
     "build_response",
-    "collect",
     "parse_response_info",
 ]
 
@@ -53,7 +53,8 @@ DEFAULT_CONTENT_TYPE = "text/plain"
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
-_NO_BODY_STATUSES = frozenset({204, 304})
+#: Statuses that never carry a body (RFC 9110): a cell's output is dropped, and so is an ETag match's.
+NO_BODY_STATUSES = frozenset({204, 304})
 
 
 @dataclass(frozen=True)
@@ -110,15 +111,6 @@ class OutputCollector:
         if self._result:
             return ExecutionOutcome(json.dumps(self._result, default=str))
         return ExecutionOutcome()
-
-
-def collect(messages: Iterable[tuple[str, Mapping[str, Any]]]) -> ExecutionOutcome:
-    """Outcome of a complete, already-received sequence of iopub messages."""
-    collector = OutputCollector()
-    for msg_type, content in messages:
-        if collector.feed(msg_type, content):
-            break
-    return collector.result()
 
 
 def _as_text(value: Any) -> str:
@@ -225,5 +217,5 @@ def build_response(
         status = info.status if info.status is not None else status
         for name, value in info.headers:
             headers[name.lower()] = (name, value)
-    body = b"" if status in _NO_BODY_STATUSES else endpoint.text.encode("utf-8", errors="replace")
+    body = b"" if status in NO_BODY_STATUSES else endpoint.text.encode("utf-8", errors="replace")
     return HTTPResponse(status, tuple(headers.values()), body)

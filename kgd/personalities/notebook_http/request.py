@@ -36,7 +36,6 @@ Compatibility with the reference gateway, and the deliberate fixes:
 from __future__ import annotations
 
 import codecs
-import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -44,6 +43,8 @@ from typing import Any, Union
 from urllib.parse import parse_qsl
 
 import multipart
+
+from kgd.web.auth import authorization_token, same_token
 
 __all__ = [
     "BadRequestBody",
@@ -205,11 +206,9 @@ def headers_to_dict(headers: HeaderPairs) -> dict[str, str | list[str]]:
 
 
 def _carries_token(authorization: str, token: str) -> bool:
-    """True if *authorization* is ``token <token>`` or ``Bearer <token>``."""
-    scheme, _, credentials = authorization.strip().partition(" ")
-    return scheme.lower() in ("token", "bearer") and hmac.compare_digest(
-        credentials.strip().encode(), token.encode()
-    )
+    """True if *authorization* presents the gateway's *token* (``token <t>`` or ``Bearer <t>``)."""
+    presented = authorization_token(authorization)
+    return presented is not None and same_token(presented, token)
 
 
 def build_request(

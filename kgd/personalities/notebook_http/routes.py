@@ -31,7 +31,7 @@ from twisted.web.resource import IResource, Resource
 
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
 from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
-from kgd.personalities.notebook_http.outputs import HTTPResponse
+from kgd.personalities.notebook_http.outputs import NO_BODY_STATUSES, HTTPResponse
 from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
@@ -43,8 +43,6 @@ from kgd.personalities.notebook_http.request import (
 from kgd.web import auth
 from kgd.web.errors import HTTPError, write_error
 from kgd.web.error_handlers import install_error_handlers
-
-_NO_BODY = frozenset({http.NO_CONTENT, http.NOT_MODIFIED})
 
 
 class _ErrorPage(Resource):
@@ -175,7 +173,7 @@ class NotebookRoutes:
         """Finish with ``body``: a sha1 ETag (and 304) as tornado gave GETs, and a Content-Length."""
         if etag and request.setETag(b'"%s"' % hashlib.sha1(body).hexdigest().encode()) == http.CACHED:
             return b""
-        if request.code in _NO_BODY:
+        if request.code in NO_BODY_STATUSES:
             return b""
         request.setHeader(b"Content-Length", b"%d" % len(body))
         return body

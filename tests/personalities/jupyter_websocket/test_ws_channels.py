@@ -26,6 +26,7 @@ from tests.integration.ws import (
     connect,
     encode_v1,
     execute_request,
+    finished,
     idle_for,
     of_type,
     request,
@@ -482,6 +483,37 @@ class _StalledClient(protocol.Protocol):
         self.lost.callback(None)
 
 
+@defer.inlineCallbacks
+def paced_execute(client: ChannelsConnection, code: str, piece: int, pieces: int) -> Any:
+    """Run ``code`` (``pieces`` times: print ``piece`` characters, then ``input()``), answering
+    each input request only once all the output printed before it has arrived.
+
+    Fires with the messages answering the request, as ``ChannelsConnection.execute`` does.
+    """
+    message = execute_request(code)
+    msg_id = message["header"]["msg_id"]
+    start = len(client.messages)
+    client.send(message)
+    read, prompts, seen = 0, [], start
+    for answered in range(1, pieces + 1):
+        while len(prompts) < answered or read < answered * piece:
+            if seen == len(client.messages):
+                yield client.wait_for(lambda m: True, timeout=60)
+            for m in client.messages[seen:]:
+                if m["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if m["channel"] == "stdin" and m["header"]["msg_type"] == "input_request":
+                    prompts.append(m)
+                elif m["channel"] == "iopub" and m["header"]["msg_type"] == "stream":
+                    read += len(m["content"]["text"])
+            seen = len(client.messages)
+        reply = request("input_reply", {"value": ""}, channel="stdin")
+        reply["parent_header"] = prompts[answered - 1]["header"]
+        client.send(reply)
+    yield client.wait_for(finished(message), timeout=60, since=start)
+    return [m for m in client.messages[start:] if m["parent_header"].get("msg_id") == msg_id]
+
+
 class SlowClientTests(ChannelsTestCase):
     """A client that stops reading cannot make kernel output pile up in the gateway."""
 
@@ -503,9 +535,12 @@ class SlowClientTests(ChannelsTestCase):
         self.assertIn(b" 101 ", status_line)
         yield poll_until(self.connections_are(kernel_id, 2))
 
-        # 30 MB in 100 kB pieces, paced by the kernel so that a reading client keeps up.
-        cell = "import sys, time\nfor _ in range(300):\n    sys.stdout.write('x' * 100_000); sys.stdout.flush(); time.sleep(0.002)"
-        out = yield watcher.execute(cell, timeout=90)
+        # 30 MB in 100 kB pieces, paced by what the reading client has read: after each
+        # piece the kernel waits on input(), which the watcher answers only once that
+        # piece has reached it.  So the watcher never has more than one piece unread,
+        # however slow the machine, while the stalled client's share piles up.
+        cell = "import sys\nfor _ in range(300):\n    sys.stdout.write('x' * 100_000); sys.stdout.flush(); input()"
+        out = yield paced_execute(watcher, cell, piece=100_000, pieces=300)
         self.assertEqual(len(stdout(out)), 30_000_000)
         self.assertIn(b"client not reading", self.daemon.log)
         # Reading again, the stalled client finds the gateway has dropped the connection.

@@ -13,7 +13,6 @@ from kgd.personalities.notebook_http.outputs import (
     ResponseInfo,
     ResponseInfoError,
     build_response,
-    collect,
     parse_response_info,
 )
 
@@ -29,6 +28,15 @@ def stdout(text: str) -> tuple[str, dict[str, str]]:
 def result(data: dict[str, str]) -> tuple[str, dict[str, object]]:
     """An execute_result message."""
     return ("execute_result", {"data": data, "metadata": {}, "execution_count": 1})
+
+
+def collect(messages: list[tuple[str, dict[str, object]]]) -> ExecutionOutcome:
+    """Feed a complete sequence of iopub messages, in order, as the executor does as they arrive."""
+    collector = OutputCollector()
+    for msg_type, content in messages:
+        if collector.feed(msg_type, content):
+            break
+    return collector.result()
 
 
 def error(ename: str, evalue: str) -> tuple[str, dict[str, object]]:

@@ -9,7 +9,7 @@ import subprocess
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
@@ -292,17 +292,23 @@ class AssignmentCodeTests(SynchronousTestCase):
         self.assertEqual(assignment_code("julia", '{"a": "$(run)"}'), 'REQUEST = "{\\"a\\": \\"\\$(run)\\"}"')
         self.assertEqual(assignment_code("ruby", '#{x}'), 'REQUEST = "\\#{x}"')
 
-    def test_shells_evaluate_back_exactly(self) -> None:
-        """Real bash and perl read back hostile text exactly (no command substitution)."""
-        nasty = """{"body": "$(echo pwned) `echo pwned` ${HOME} @{[ 'x' ]} it's \\\\ \\" ! \\n end"}"""
-        if shutil.which("bash"):
-            script = assignment_code("bash", nasty) + '\nprintf %s "$REQUEST"'
-            out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
-            self.assertEqual(out.decode(), nasty)
-        if shutil.which("perl"):
-            script = assignment_code("perl", nasty) + "; print $REQUEST;"
-            out = subprocess.run(["perl", "-e", script], capture_output=True, check=True).stdout
-            self.assertEqual(out.decode(), nasty)
+    NASTY = """{"body": "$(echo pwned) `echo pwned` ${HOME} @{[ 'x' ]} it's \\\\ \\" ! \\n end"}"""
+
+    def evaluated_by(self, program: str, *argv: str) -> str:
+        """What ``program`` (bash or perl) prints for a script; skipped, visibly, if it is not installed."""
+        if shutil.which(program) is None:
+            raise SkipTest(f"{program} is not installed: this check runs the real {program} on PATH")
+        return subprocess.run([program, *argv], capture_output=True, check=True).stdout.decode()
+
+    def test_bash_evaluates_back_exactly(self) -> None:
+        """Real bash reads back hostile text exactly (no command substitution)."""
+        script = assignment_code("bash", self.NASTY) + '\nprintf %s "$REQUEST"'
+        self.assertEqual(self.evaluated_by("bash", "-c", script), self.NASTY)
+
+    def test_perl_evaluates_back_exactly(self) -> None:
+        """Real perl reads back hostile text exactly (no interpolation)."""
+        script = assignment_code("perl", self.NASTY) + "; print $REQUEST;"
+        self.assertEqual(self.evaluated_by("perl", "-e", script), self.NASTY)
 
     @settings(max_examples=500, deadline=None)
     @given(st.text())

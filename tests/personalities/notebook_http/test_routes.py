@@ -58,14 +58,16 @@ def started(test: TestCase, *args: str) -> Any:
 
 
 class KernelApiTests(TestCase):
-    """kernel_api.ipynb on one kernel, with a token, notebook download, static files and a timeout."""
+    """kernel_api.ipynb on one kernel, with a token, notebook download, static files and a timeout.
+
+    Each test names one behaviour and gets a daemon of its own, so none depends on another's state.
+    """
 
     timeout = 120
 
     @defer.inlineCallbacks
-    def test_kernel_api(self) -> Any:
-        """The reference's endpoint behaviours, kgd's failure fixes, and the extra routes."""
-        daemon = yield started(
+    def setUp(self) -> Any:
+        self.daemon = yield started(
             self,
             "--seed-uri", notebook("kernel_api.ipynb"),
             "--auth-token", TOKEN,
@@ -74,105 +76,133 @@ class KernelApiTests(TestCase):
             "--request-timeout", "3",
         )  # fmt: skip
 
-        def get(path: str, **kwargs: Any) -> defer.Deferred[Response]:
-            return fetch(daemon, kwargs.pop("method", "GET"), path, token=TOKEN, **kwargs)
+    def get(self, path: str, **kwargs: Any) -> defer.Deferred[Response]:
+        """A request with the token, GET unless ``method`` says otherwise."""
+        return fetch(self.daemon, kwargs.pop("method", "GET"), path, token=TOKEN, **kwargs)
 
-        # Greetings: plain, path parameter, query arguments.
-        hello = yield get("/hello")
+    @defer.inlineCallbacks
+    def test_greetings(self) -> Any:
+        """Plain, path-parameter and query-argument endpoints answer the cell's stdout as text/plain."""
+        hello = yield self.get("/hello")
         self.assertEqual((hello.status, hello.body), (200, b"hello world\n"))
         self.assertEqual(hello.header("Content-Type"), "text/plain")
-        self.assertEqual((yield get("/hello/governor")).body, b"hello governor\n")
-        self.assertEqual((yield get("/hello/x%20y")).body, b"hello x y\n")
-        self.assertEqual((yield get("/hello/person?person=governor")).body, b"hello governor\n")
-        persons = yield get("/hello/persons?person=governor&person=rick")
+        self.assertEqual((yield self.get("/hello/governor")).body, b"hello governor\n")
+        self.assertEqual((yield self.get("/hello/x%20y")).body, b"hello x y\n")
+        self.assertEqual((yield self.get("/hello/person?person=governor")).body, b"hello governor\n")
+        persons = yield self.get("/hello/persons?person=governor&person=rick")
         self.assertEqual(persons.body, b"hello governor, rick\n")
-        # GETs carry an ETag, as tornado gave them; a matching If-None-Match is a 304.
-        etag = yield get("/hello/person?person=governor", headers={"If-None-Match": '""9a28a9262f954494a8de7442c63d6d0715ce0998""'})
+
+    @defer.inlineCallbacks
+    def test_etag(self) -> Any:
+        """GETs carry an ETag, as tornado gave them; a matching If-None-Match is a 304 without a body."""
+        hello = yield self.get("/hello")
+        etag = yield self.get("/hello/person?person=governor", headers={"If-None-Match": '""9a28a9262f954494a8de7442c63d6d0715ce0998""'})
         self.assertEqual((etag.status, etag.body), (200, b"hello governor\n"))
-        cached = yield get("/hello", headers={"If-None-Match": hello.header("ETag") or ""})
+        cached = yield self.get("/hello", headers={"If-None-Match": hello.header("ETag") or ""})
         self.assertEqual((cached.status, cached.body), (304, b""))
 
-        # State lives in the kernel between requests; bodies by Content-Type.
-        put = yield get("/message", method="PUT", body=b"hola {}")
+    @defer.inlineCallbacks
+    def test_state_between_requests(self) -> Any:
+        """What one request leaves in the kernel, the next one sees."""
+        put = yield self.get("/message", method="PUT", body=b"hola {}")
         self.assertEqual((put.status, put.body), (200, b"hola {}\n"))
-        self.assertEqual((yield get("/message")).body, b"hola {}\n")
+        self.assertEqual((yield self.get("/message")).body, b"hola {}\n")
+
+    @defer.inlineCallbacks
+    def test_bodies_by_content_type(self) -> Any:
+        """JSON (with or without charset) and form bodies reach REQUEST parsed; undecodable JSON is a JSON 400."""
         crew = ["Rick", "Maggie", "Glenn", "Carol", "Daryl"]
-        posted = yield get("/people", method="POST", body=json.dumps(crew).encode(), headers={"Content-Type": "application/json"})
+        posted = yield self.get("/people", method="POST", body=json.dumps(crew).encode(), headers={"Content-Type": "application/json"})
         self.assertEqual((posted.status, posted.json()), (200, crew))
-        deleted = yield get("/people/2", method="DELETE")
+        deleted = yield self.get("/people/2", method="DELETE")
         self.assertEqual(deleted.json(), ["Rick", "Maggie", "Carol", "Daryl"])
-        charset = yield get(
+        charset = yield self.get(
             "/people", method="POST", body=b'["Ann"]', headers={"Content-Type": "application/json; charset=utf-8"}
         )
         self.assertEqual(charset.json(), ["Ann"])
-        form = yield get(
+        form = yield self.get(
             "/people", method="POST", body=b"a=1&a=2&b=x%20y", headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
         self.assertEqual(form.json(), {"a": ["1", "2"], "b": ["x y"]})
-        bad_json = yield get("/people", method="POST", body=b"{bad", headers={"Content-Type": "application/json"})
+        bad_json = yield self.get("/people", method="POST", body=b"{bad", headers={"Content-Type": "application/json"})
         self.assertEqual(bad_json.status, 400)
         self.assertEqual(bad_json.json()["reason"], "Bad Request")
 
-        # Outputs: errors, stderr dropped, execute_result, concatenated cells, kernel env.
-        error = yield get("/error")
+    @defer.inlineCallbacks
+    def test_outputs(self) -> Any:
+        """Errors are a 500 with the error text; stderr is dropped; execute_result, joined cells and the kernel env come through."""
+        error = yield self.get("/error")
         self.assertEqual(error.status, 500)
         self.assertTrue(error.body.startswith(b"Error SyntaxError: "), error.body)
-        self.assertEqual((yield get("/stderr")).body, b"I am text on stdout\n")
-        self.assertEqual((yield get("/execute_result")).body, b'{"text/plain": "2"}')
-        self.assertEqual((yield get("/multi")).body, b"x is 1\n")
-        self.assertEqual((yield get("/env_kernel_gateway")).body, b"KERNEL_GATEWAY is 1\n")
+        self.assertEqual((yield self.get("/stderr")).body, b"I am text on stdout\n")
+        self.assertEqual((yield self.get("/execute_result")).body, b'{"text/plain": "2"}')
+        self.assertEqual((yield self.get("/multi")).body, b"x is 1\n")
+        self.assertEqual((yield self.get("/env_kernel_gateway")).body, b"KERNEL_GATEWAY is 1\n")
         for content_type in ("text/plain", "application/json", "application/atom+xml", "foo"):
-            echoed = yield get("/content-type", headers={"Content-Type": content_type})
+            echoed = yield self.get("/content-type", headers={"Content-Type": content_type})
             self.assertEqual(echoed.body, f"{content_type}\n".encode())
 
-        # Routing: 404 JSON, 405 with Allow, at once even while the only kernel is busy.
-        missing = yield get("/not/an/endpoint")
+    @defer.inlineCallbacks
+    def test_routing_errors_do_not_wait(self) -> Any:
+        """An unknown path is a JSON 404; a wrong method a 405 with Allow, at once even while the only kernel is busy."""
+        missing = yield self.get("/not/an/endpoint")
         self.assertEqual((missing.status, missing.json()["reason"]), (404, "Not Found"))
-        slow = get("/sleep/1.5")
-        not_allowed = yield get("/message", method="DELETE")
+        slow = self.get("/sleep/1.5")
+        not_allowed = yield self.get("/message", method="DELETE")
         self.assertFalse(slow.called, "the 405 waited for the busy kernel")
         self.assertEqual((not_allowed.status, not_allowed.header("Allow")), (405, "GET, PUT"))
         self.assertEqual(not_allowed.json()["reason"], "Method Not Allowed")
         self.assertEqual((yield slow).status, 200)
 
-        # The token is required, may come as ?token=, and never reaches REQUEST.
-        self.assertEqual((yield fetch(daemon, "GET", "/hello")).status, 401)
-        seen = json.loads((yield fetch(daemon, "GET", f"/request?a=1&token={TOKEN}")).body)
+    @defer.inlineCallbacks
+    def test_token(self) -> Any:
+        """The token is required, may come as ?token=, and never reaches REQUEST."""
+        self.assertEqual((yield fetch(self.daemon, "GET", "/hello")).status, 401)
+        seen = json.loads((yield fetch(self.daemon, "GET", f"/request?a=1&token={TOKEN}")).body)
         self.assertEqual(seen["args"], {"a": ["1"]})
-        seen = json.loads((yield get("/request")).body)
+        seen = json.loads((yield self.get("/request")).body)
         self.assertNotIn("Authorization", seen["headers"])
 
-        # Extra routes: swagger, the notebook source, static files without a token.
-        spec = yield get("/_api/spec/swagger.json")
+    @defer.inlineCallbacks
+    def test_swagger_and_source(self) -> Any:
+        """The swagger document and, with the token, the notebook's own bytes are served."""
+        spec = yield self.get("/_api/spec/swagger.json")
         self.assertEqual(spec.header("Content-Type"), "application/json")
         self.assertEqual(spec.json()["info"]["title"], "kernel_api")
         self.assertIn("/hello/:person", spec.json()["paths"])
-        self.assertEqual((yield fetch(daemon, "GET", "/_api/source")).status, 401)
-        source = yield get("/_api/source")
+        self.assertEqual((yield fetch(self.daemon, "GET", "/_api/source")).status, 401)
+        source = yield self.get("/_api/source")
         with open(notebook("kernel_api.ipynb"), "rb") as f:
             self.assertEqual((source.status, source.body), (200, f.read()))
         self.assertEqual(set(source.json()) >= {"cells", "metadata", "nbformat", "nbformat_minor"}, True)
-        index = yield fetch(daemon, "GET", "/public/index.html")
+
+    @defer.inlineCallbacks
+    def test_public_files(self) -> Any:
+        """Static files under /public/ are served without a token; a directory is 403, a miss or an escape 404."""
+        index = yield fetch(self.daemon, "GET", "/public/index.html")
         self.assertEqual(index.status, 200)
         self.assertTrue((index.header("Content-Type") or "").startswith("text/html"))
-        self.assertEqual((yield fetch(daemon, "GET", "/public/")).status, 403)
-        self.assertEqual((yield fetch(daemon, "GET", "/public/missing.html")).status, 404)
-        self.assertEqual((yield fetch(daemon, "GET", "/public/..%2Fkernel_api.ipynb")).status, 404)
+        self.assertEqual((yield fetch(self.daemon, "GET", "/public/")).status, 403)
+        self.assertEqual((yield fetch(self.daemon, "GET", "/public/missing.html")).status, 404)
+        self.assertEqual((yield fetch(self.daemon, "GET", "/public/..%2Fkernel_api.ipynb")).status, 404)
 
-        # Failures never hang: input(), a timeout, a kernel that dies; the pool recovers.
-        asked = yield get("/input")
+    @defer.inlineCallbacks
+    def test_failures_never_hang(self) -> Any:
+        """input(), a timeout and a dying kernel fail the request; the pool recovers with a re-seeded kernel."""
+        yield self.get("/message", method="PUT", body=b"hola {}")
+        asked = yield self.get("/input")
         self.assertEqual(asked.status, 500)
         self.assertIn(b"StdinNotImplementedError", asked.body)
-        timed_out = yield get("/sleep/60")
+        timed_out = yield self.get("/sleep/60")
         self.assertEqual(timed_out.status, 504)
         self.assertEqual(timed_out.json()["reason"], "Gateway Timeout")
-        self.assertEqual((yield get("/hello")).body, b"hola world\n")  # interrupted, state kept
-        died = yield get("/die")
+        self.assertEqual((yield self.get("/hello")).body, b"hola world\n")  # interrupted, state kept
+        died = yield self.get("/die")
         self.assertEqual(died.status, 500)
         self.assertIn("died", died.json()["message"])
-        self.assertEqual((yield get("/hello")).body, b"hello world\n")
-        self.assertEqual((yield get("/message")).body, b"hello {}\n")  # a fresh, re-seeded kernel
-        self.assertGreaterEqual(len(daemon.kernel_pids), 2)
+        self.assertEqual((yield self.get("/hello")).body, b"hello world\n")
+        self.assertEqual((yield self.get("/message")).body, b"hello {}\n")  # a fresh, re-seeded kernel
+        self.assertGreaterEqual(len(self.daemon.kernel_pids), 2)
 
 
 class PoolTests(TestCase):
