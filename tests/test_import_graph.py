@@ -53,9 +53,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: Modules allowed to import kgd.options and so to see the settings object.
 SETTINGS_READERS = frozenset({"kgd.service", "kgd.tap"})
 
-#: KNOWN EXCEPTION, to delete with the dispatching <-> provisioned circle (issue 12, section 4):
-#: provisioned.py imports provisioner naming and the reactor check from dispatching.py,
-#: which imports ProvisionedLauncher from provisioned.py.  This edge is left out of the cycle check.
 def module_name(path: str) -> str:
     relative = os.path.relpath(path, REPO_ROOT)[: -len(".py")]
     parts = relative.split(os.sep)
