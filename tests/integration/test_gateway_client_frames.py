@@ -77,10 +77,11 @@ class GatewayClientFramesTests(unittest.TestCase):
         streams = [m["content"]["text"] for m in messages if m["header"]["msg_type"] == "stream"]
         self.assertEqual(streams, ["hello world\n"])
 
-        frame = gateway_client_execute("import time; time.sleep(120)")
+        # The interrupt goes out once the cell is running: its output says so.
+        frame = gateway_client_execute("import time; print('sleeping', flush=True); time.sleep(120)")
         start = len(connection.messages)
         connection.send_raw(json.dumps(frame).encode(), binary=False)
-        yield connection.wait_for(lambda m: m["header"]["msg_type"] == "execute_input", 60, since=start)
+        yield connection.wait_for(lambda m: m["content"].get("text") == "sleeping\n", 60, since=start)
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
         messages = yield connection.wait_for(ws.finished(frame), 60, since=start)
