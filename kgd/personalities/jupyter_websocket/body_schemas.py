@@ -43,8 +43,9 @@ def _validator(name: str) -> Draft4Validator:
 
 def validate_body(name: str, body: Any) -> None:
     """Refuse a body that ``components/schemas/<name>`` does not allow: a 400 naming the field."""
-    error = next(iter(sorted(_validator(name).iter_errors(body), key=lambda e: list(e.absolute_path))), None)
-    if error is None:
+    errors = sorted(_validator(name).iter_errors(body), key=lambda e: [str(part) for part in e.absolute_path])
+    if not errors:
         return
+    error = errors[0]
     where = "/".join(str(part) for part in error.absolute_path)
     raise HTTPError(400, f"{where}: {error.message}" if where else error.message)
