@@ -40,6 +40,8 @@ setup(
         "multipart>=1.1,<3",
         "prometheus_client>=0.20,<1",
         "PyYAML>=6,<7",
+        # Already installed by nbformat; kgd imports it directly to validate request bodies.
+        "jsonschema>=4.18,<5",
     ],
     extras_require={
         "test": [
