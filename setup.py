@@ -42,6 +42,8 @@ setup(
         "PyYAML>=6,<7",
         # The shared kernel store of several replicas (--kernel-store redis://); tested with 1.6.
         "txredisapi>=1.6,<2",
+        # Already installed by nbformat; kgd imports it directly to validate request bodies.
+        "jsonschema>=4.18,<5",
     ],
     extras_require={
         "test": [

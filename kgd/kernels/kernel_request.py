@@ -15,6 +15,8 @@ import os
 import re
 from typing import Any, Iterable, Mapping
 
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DAEMON_PREFIXES = ("KG_", "KGD_")
 
@@ -24,9 +26,15 @@ class InvalidKernelRequest(ValueError):
 
 
 def choose_kernel_name(requested: str | None, default: str, force: str) -> str:
-    """The kernelspec to start: a forced name wins, then the request, then the default."""
+    """The kernelspec to start: a forced name wins, then the request, then the default.
+
+    A requested ``python`` means the native Python kernel (``python3``), as in
+    jupyter_client's KernelManager; the kernel_gateway_demos clients ask for it.
+    """
     if force:
         return force
+    if requested == "python":
+        return NATIVE_KERNEL_NAME
     return requested or default
 
 
@@ -68,7 +76,18 @@ def validate_env(env: Any) -> dict[str, str]:
             raise InvalidKernelRequest(f"env value of {name} must be a string")
         if "\0" in value:
             raise InvalidKernelRequest(f"env value of {name} contains a NUL byte")
+        if not value.isascii() and not _encodable(value):
+            raise InvalidKernelRequest(f"env value of {name} contains an unpaired surrogate")
     return dict(env)
+
+
+def _encodable(text: str) -> bool:
+    """Whether a string has a UTF-8 encoding (JSON escapes can produce lone surrogates that do not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def kernel_env(

@@ -381,16 +381,40 @@ def _client_channel(value: Any) -> str:
     return value
 
 
+def _client_header(message: dict[str, Any]) -> dict[str, Any]:
+    """Return a client message's header, completed from its top-level ids.
+
+    Clients disagree on where msg_id and msg_type live (the header, the top
+    level, or both); Jupyter Server accepts either, so a header missing one
+    takes it from the top level. Other header fields pass through as sent.
+    """
+    header = message.get("header")
+    if header is None:
+        header = {}
+    if not isinstance(header, dict):
+        raise MalformedMessage("header must be a JSON object")
+    missing = {
+        key: message[key] for key in ("msg_id", "msg_type") if key not in header and key in message
+    }
+    return {**header, **missing} if missing else header
+
+
+def _is_empty_buffers(value: Any) -> bool:
+    """Whether a text frame's "buffers" field carries nothing.
+
+    jupyter_client treats any empty container as no buffers, and some
+    clients (Enterprise Gateway's, the kernel_gateway_demos') send {}.
+    """
+    return value is None or (isinstance(value, (list, dict)) and not value)
+
+
 def _from_ws_object(message: Any, buffers: list[bytes]) -> tuple[str, RawMessage]:
     """Build a RawMessage from a decoded legacy-protocol JSON object."""
     if not isinstance(message, dict):
         raise MalformedMessage("message must be a JSON object")
     channel = _client_channel(message.get("channel"))
-    header = message.get("header")
-    if not isinstance(header, dict):
-        raise MalformedMessage("header must be a JSON object")
     raw = RawMessage(
-        _encode_client_part(header, "header"),
+        _encode_client_part(_client_header(message), "header"),
         _optional_object(message.get("parent_header"), "parent_header"),
         _optional_object(message.get("metadata"), "metadata"),
         _optional_object(message.get("content"), "content"),
@@ -403,11 +427,11 @@ def from_ws_json(text: bytes | str) -> tuple[str, RawMessage]:
     """Decode a legacy-protocol text frame sent by a client.
 
     Returns the target channel and the message. A "buffers" field must be
-    absent, null or empty: binary data cannot travel in a text frame, and
-    silently dropping it would corrupt e.g. a widget update.
+    absent, null or empty ([] or {}): binary data cannot travel in a text
+    frame, and silently dropping it would corrupt e.g. a widget update.
     """
     message = _loads(text)
-    if isinstance(message, dict) and message.get("buffers") not in (None, []):
+    if isinstance(message, dict) and not _is_empty_buffers(message.get("buffers")):
         raise MalformedMessage("a text frame cannot carry buffers")
     return _from_ws_object(message, [])
 

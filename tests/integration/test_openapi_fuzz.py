@@ -13,20 +13,6 @@ from tests.integration.daemon import Daemon
 
 TOKEN = "fuzz-token"
 SCHEMATHESIS = "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'schemathesis'; sys.exit(schemathesis())"
-# No 5xx, no status code the document does not list, bodies and content types as documented,
-# the token really required, undocumented methods refused with 405 and Allow, deleted things gone.
-CHECKS = ",".join(
-    (
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_schema_conformance",
-        "ignored_auth",
-        "unsupported_method",
-        "allow_header_conformance",
-        "use_after_free",
-    )
-)
 
 
 class SchemathesisTests(unittest.TestCase):
@@ -36,7 +22,9 @@ class SchemathesisTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_document_holds_against_the_daemon(self) -> None:
-        """A fixed-seed schemathesis run over every operation finds no failure of any check above."""
+        """A fixed-seed schemathesis run over every operation finds no failure of schemathesis's default
+        checks: no 5xx, statuses, content types, bodies and headers as documented, bodies the schema
+        refuses refused and those it allows accepted, the token really required, deleted things gone."""
         try:
             import schemathesis  # noqa: F401
         except ImportError:
@@ -47,7 +35,10 @@ class SchemathesisTests(unittest.TestCase):
         argv = [
             "-c", SCHEMATHESIS, "run", f"{daemon.url}/api/swagger.json",
             "--header", f"Authorization: token {TOKEN}",
-            "--checks", CHECKS,
+            # Every default check but one: "schema-valid request accepted" cannot hold where OpenAPI 3.0
+            # cannot say what kgd refuses (env names must be variable names: no propertyNames; a session
+            # needs path and type or the legacy notebook form; /channels needs a WebSocket handshake).
+            "--exclude-checks", "positive_data_acceptance",
             "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", "20261127",
             "--max-examples", "5",

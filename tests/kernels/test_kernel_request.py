@@ -55,6 +55,11 @@ class KernelNameTests(unittest.TestCase):
         self.assertEqual(choose_kernel_name(None, "python3", ""), "python3")
         self.assertEqual(choose_kernel_name("", "python3", ""), "python3")
 
+    def test_python_means_native(self) -> None:
+        """``python`` (the kernel_gateway_demos clients' default) starts python3, as jupyter_client does."""
+        self.assertEqual(choose_kernel_name("python", "ir", ""), "python3")
+        self.assertEqual(choose_kernel_name("python", "python3", "ir"), "ir")
+
 
 class ValidateEnvTests(unittest.TestCase):
     """A request's ``env`` must be an object of variable names to strings (else 400)."""
@@ -82,6 +87,12 @@ class ValidateEnvTests(unittest.TestCase):
     def test_nul_in_value(self) -> None:
         """A NUL byte cannot be passed to a process environment, so it is refused up front."""
         self.assertRaises(InvalidKernelRequest, validate_env, {"KERNEL_X": "a\0b"})
+
+    def test_lone_surrogate_in_value(self) -> None:
+        """A lone surrogate (from a JSON "\\ud800" escape) has no bytes for a process environment: refused, naming the variable."""
+        error = self.assertRaises(InvalidKernelRequest, validate_env, {"KERNEL_X": "a\ud800b"})
+        self.assertIn("KERNEL_X", str(error))
+        self.assertEqual(validate_env({"KERNEL_X": "h\u00e9llo \U0001f600"}), {"KERNEL_X": "h\u00e9llo \U0001f600"})
 
 
 class KernelEnvTests(unittest.TestCase):

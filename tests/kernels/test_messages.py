@@ -461,6 +461,65 @@ class WsJsonInTests(SynchronousTestCase):
             self.assertEqual(channel, "shell")
             self.assertEqual((message.parent_header, message.metadata, message.content), (b"{}", b"{}", b"{}"))
 
+    def test_gateway_client_frames(self) -> None:
+        """The execute_request Enterprise Gateway's and the kernel_gateway_demos'
+        Python clients send (with "buffers": {}) reaches the kernel unchanged."""
+        frame = {
+            "header": {
+                "username": "",
+                "version": "5.0",
+                "session": "",
+                "msg_id": "5f3c7a9e",
+                "msg_type": "execute_request",
+            },
+            "parent_header": {},
+            "channel": "shell",
+            "content": {
+                "code": "print('hello world')",
+                "silent": False,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+            },
+            "metadata": {},
+            "buffers": {},
+        }
+        channel, message = from_ws_json(json.dumps(frame))
+        self.assertEqual((channel, message.msg_id, message.msg_type), ("shell", "5f3c7a9e", "execute_request"))
+        self.assertEqual(json.loads(message.header), frame["header"])
+        self.assertEqual(json.loads(message.content), frame["content"])
+        self.assertEqual(message.buffers, [])
+
+    def test_empty_buffers(self) -> None:
+        """Every empty "buffers" ({}, [], null, absent) is accepted as no buffers."""
+        header = {"msg_id": "a", "msg_type": "b"}
+        for extra in [{}, {"buffers": None}, {"buffers": []}, {"buffers": {}}]:
+            self.assertEqual(from_ws_json(json.dumps({"header": header, **extra}))[1].buffers, [])
+
+    def test_ids_at_either_level(self) -> None:
+        """msg_id and msg_type may sit only at the top level or only in the
+        header; a header without date, version or username is kept as sent."""
+        cases = [
+            ({"msg_id": "a", "msg_type": "b", "header": {"session": "s"}}, {"session": "s", "msg_id": "a", "msg_type": "b"}),
+            ({"msg_id": "a", "msg_type": "b"}, {"msg_id": "a", "msg_type": "b"}),
+            ({"msg_id": "a", "msg_type": "b", "header": None}, {"msg_id": "a", "msg_type": "b"}),
+            ({"msg_type": "b", "header": {"msg_id": "a"}}, {"msg_id": "a", "msg_type": "b"}),
+            ({"msg_id": "top", "msg_type": "b", "header": {"msg_id": "a"}}, {"msg_id": "a", "msg_type": "b"}),
+        ]
+        for frame, header in cases:
+            _, message = from_ws_json(json.dumps({**frame, "parent_header": None}))
+            self.assertEqual(json.loads(message.header), header)
+            self.assertEqual(message.parent_header, b"{}")
+
+    def test_jupyter_client_session_message(self) -> None:
+        """A message built by jupyter_client's Session.msg (datetime date,
+        top-level msg_id/msg_type duplicated) decodes with its header intact."""
+        session = Session(key=KEY)
+        msg = session.msg("kernel_info_request")
+        text = json.dumps({**msg, "channel": "shell", "buffers": []}, default=str)
+        channel, message = from_ws_json(text)
+        self.assertEqual((channel, message.msg_id, message.msg_type), ("shell", msg["msg_id"], "kernel_info_request"))
+
     def test_client_channels(self) -> None:
         """Each client channel is accepted and returned."""
         for name in CLIENT_CHANNELS:
@@ -487,7 +546,9 @@ class WsJsonInTests(SynchronousTestCase):
             json.dumps({"header": header, "metadata": "x"}),
             json.dumps({"header": header, "parent_header": 0}),
             json.dumps({"header": header, "buffers": ["AAAA"]}),
-            json.dumps({"header": header, "buffers": {}}),
+            json.dumps({"header": header, "buffers": {"0": "AAAA"}}),
+            json.dumps({"header": header, "buffers": "x"}),
+            json.dumps({"msg_id": "a", "msg_type": "b", "header": []}),
             '{"header":{"msg_id":"a","msg_type":"b"},"content":{"x":NaN}}',
             '{"header":{"msg_id":"a","msg_type":"b"},"content":{"x":"\\udc00"}}',
             '{"header":{"msg_id":"\\ud800","msg_type":"b"}}',

@@ -235,7 +235,7 @@ class KernelSessions:
             self._release(session)
             return
         session.stop_nudging()
-        session.buffer = SessionBuffer(self._clock, self._limits)
+        session.buffer = SessionBuffer(self._clock, self._limits, f"{self.kernel.kernel_id}/{session.label}")
         session.expiry = self._clock.callLater(self._limits.age, self._expire, session)
         log.info(
             "kernel {kernel_id} session {session}: connection closed, buffering its messages",

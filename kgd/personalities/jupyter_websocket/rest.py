@@ -28,6 +28,7 @@ from kgd.personalities.jupyter_websocket.sessions import SessionsAPI
 from kgd.personalities.jupyter_websocket.start_errors import kernel_start_http_error
 from kgd.personalities.jupyter_websocket.ws_channels import Channels, ChannelsSettings
 from kgd.web.errors import HTTPError
+from kgd.personalities.jupyter_websocket.body_schemas import validate_body
 from kgd.web.json_body import json_response, read_json_object
 from kgd.web.error_handlers import install_error_handlers
 
@@ -133,6 +134,7 @@ class KernelsAPI:
     @app.route("/api/kernels", methods=["POST"])
     async def start_kernel(self, request: IRequest) -> bytes:
         body = read_json_object(request)
+        validate_body("KernelStart", body)
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise HTTPError(400, "name must be a string")

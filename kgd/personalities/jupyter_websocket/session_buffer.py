@@ -7,7 +7,10 @@ list with no bound and replays them when the client comes back with the same
 ``session_id``; a client that never comes back leaks them.  kgd keeps them in
 a ``SessionBuffer`` bounded three ways (message count, bytes, age): the
 oldest messages are dropped first, and the buffer reports how many it
-dropped so the caller can log it.  Pure: time comes from an ``IReactorTime``.
+dropped so the caller can log it.  A single message larger than the byte
+limit is never kept (it is logged as ``session_buffer_dropped``): making room
+for it would evict the small replies and status messages the client needs to
+resume, and it could not be kept anyway.  Time comes from an ``IReactorTime``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from kgd.kernels.messages import RawMessage
 
+log = Logger()
 
 @dataclass(frozen=True)
 class BufferLimits:
@@ -58,9 +63,10 @@ def message_size(message: RawMessage) -> int:
 class SessionBuffer:
     """Messages of one disconnected session, oldest first, within ``limits``."""
 
-    def __init__(self, clock: IReactorTime, limits: BufferLimits) -> None:
+    def __init__(self, clock: IReactorTime, limits: BufferLimits, label: str = "") -> None:
         self._clock = clock
         self._limits = limits
+        self._label = label
         self._kept: deque[BufferedMessage] = deque()
         self.bytes = 0
         self.dropped = 0
@@ -71,10 +77,22 @@ class SessionBuffer:
     def append(self, channel: str, message: RawMessage) -> int:
         """Keep a message; returns how many messages were dropped to stay within the limits.
 
-        A message larger than the byte limit by itself is dropped at once.
+        A message larger than the byte limit by itself is dropped at once,
+        and the messages already kept stay.
         """
         now = self._clock.seconds()
         entry = BufferedMessage(channel, message, message_size(message), now)
+        if entry.size > self._limits.bytes:
+            self.dropped += 1
+            log.warn(
+                "session {session}: dropped a {msg_type} of {size} bytes, over the buffer's {limit}",
+                session=self._label,
+                msg_type=message.msg_type,
+                size=entry.size,
+                limit=self._limits.bytes,
+                event="session_buffer_dropped",
+            )
+            return 1 + self._expire(now)
         self._kept.append(entry)
         self.bytes += entry.size
         dropped = self._expire(now)

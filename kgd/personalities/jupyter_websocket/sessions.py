@@ -28,6 +28,7 @@ from kgd.kernels.specs import UnknownKernelSpec
 from kgd.personalities.jupyter_websocket.start_errors import kernel_start_http_error
 from kgd.web.error_handlers import install_error_handlers
 from kgd.web.errors import HTTPError
+from kgd.personalities.jupyter_websocket.body_schemas import validate_body
 from kgd.web.json_body import json_response, read_json_object
 
 
@@ -195,6 +196,7 @@ class SessionsAPI:
         body = read_json_object(request)
         if not body:
             raise HTTPError(400, "No JSON data provided")
+        validate_body("SessionCreate", body)
         notebook = body.get("notebook")
         if notebook is not None and not isinstance(notebook, dict):
             raise HTTPError(400, "notebook must be an object")
@@ -224,6 +226,7 @@ class SessionsAPI:
         body = read_json_object(request)
         if not body:
             raise HTTPError(400, "No JSON data provided")
+        validate_body("SessionUpdate", body)
         changes = {key: value for key in ("path", "name", "type") if (value := _string_field(body, key)) is not None}
         if "kernel" in body:
             kernel_name, kernel_id = _kernel_field(body)

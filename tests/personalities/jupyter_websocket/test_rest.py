@@ -193,6 +193,10 @@ class StartKernelTests(RestTestCase):
         self.assertEqual(self.start({"path": None})["name"], "python3")
         self.assertEqual(self.start({"name": "python3", "path": "x.ipynb", "type": "notebook", "extra": [1]})["name"], "python3")
 
+    def test_python_is_the_native_kernel(self) -> None:
+        """POST {"name": "python"} (the kernel_gateway_demos clients' body) starts python3, as the reference does."""
+        self.assertEqual(self.start({"name": "python"})["name"], "python3")
+
     def test_unusable_path(self) -> None:
         """A path naming nothing on disk (a NUL byte in it) starts the kernel in the root directory, not a 500."""
         self.start({"path": "nb\u0000.ipynb"})

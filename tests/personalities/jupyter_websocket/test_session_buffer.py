@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial import unittest
 
 from kgd.kernels.messages import RawMessage, new_message
@@ -58,11 +59,28 @@ class SessionBufferTests(unittest.TestCase):
         self.assertEqual([t[0] for t in texts(buffer)], ["2", "3"])
 
     def test_message_larger_than_the_byte_limit_is_dropped(self) -> None:
-        """A single message over the byte limit cannot be kept at all, and is counted as dropped."""
-        buffer = SessionBuffer(self.clock, BufferLimits(100, 500, 60))
+        """A single message over the byte limit is dropped alone, with a log event naming it;
+        the small replies and status kept before and after it are still replayed."""
+        buffer = SessionBuffer(self.clock, BufferLimits(100, 1000, 60), "k/s")
         buffer.append("iopub", stream("small"))
-        self.assertEqual(buffer.append("iopub", stream("x" * 1000)), 2)
-        self.assertEqual((len(buffer), buffer.bytes, buffer.dropped), (0, 0, 2))
+        reply = new_message("execute_reply", {"status": "ok"}, session="s")
+        buffer.append("shell", reply)
+        with capturedLogs() as events:
+            self.assertEqual(buffer.append("iopub", stream("x" * 2000)), 1)
+        buffer.append("iopub", new_message("status", {"execution_state": "idle"}, session="s"))
+        self.assertEqual(buffer.dropped, 1)
+        [event] = [e for e in events if e.get("event") == "session_buffer_dropped"]
+        self.assertEqual((event["session"], event["msg_type"], event["limit"]), ("k/s", "stream", 1000))
+        self.assertGreater(event["size"], 2000)
+        self.assertEqual([entry.message.msg_type for entry in buffer.drain()], ["stream", "execute_reply", "status"])
+
+    def test_oversized_message_still_expires_old_ones(self) -> None:
+        """Dropping an oversized message still applies the age limit to what is kept."""
+        buffer = SessionBuffer(self.clock, BufferLimits(100, 1000, 60))
+        buffer.append("iopub", stream("old"))
+        self.clock.advance(61)
+        self.assertEqual(buffer.append("iopub", stream("x" * 2000)), 2)
+        self.assertEqual(len(buffer), 0)
 
     def test_buffers_count_toward_bytes(self) -> None:
         """Binary buffers (widgets, images) weigh in the byte limit too."""

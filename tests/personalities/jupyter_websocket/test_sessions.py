@@ -193,8 +193,11 @@ class SessionRoutesTests(SynchronousTestCase):
             ({"type": "notebook"}, "Missing field in JSON data: path"),
             ({"path": "a"}, "Missing field in JSON data: type"),
             (b"{not json", "Invalid JSON in body of request"),
-            ({"path": 3, "type": "notebook"}, "path must be a string"),
-            ({"path": "a", "type": "notebook", "kernel": "python3"}, "kernel must be an object"),
+            ({"path": 3, "type": "notebook"}, "path: 3 is not of type 'string'"),
+            ({"path": "a", "type": "notebook", "kernel": "python3"}, "kernel: 'python3' is not of type 'object'"),
+            ({"path": "a", "type": "notebook", "kernel": None}, "kernel: None is not of type 'object'"),
+            ({"path": "a", "type": "notebook", "kernel": {"name": 3}}, "kernel/name: 3 is not of type 'string', 'null'"),
+            ({"path": "", "type": "notebook"}, "path: '' should be non-empty"),
         ]:
             status, _, error = self.call("POST", "/api/sessions", body)
             self.assertEqual((status, error["message"]), (400, message), body)

@@ -254,6 +254,17 @@ class BuildRequestTests(SynchronousTestCase):
             BadRequestBody, build_request, body=b"{", headers=[("Content-Type", "application/json")]
         )
 
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.sampled_from(['"\\ud800"', '"\\udc00"', '"\\ud83d\\ude00"', "[" * 3000, "]" * 3000, "{", '"a":', "}", ",", "1e999", "NaN", "9" * 5000]), min_size=1, max_size=8).map("".join))
+    def test_hostile_json_bodies(self, text: str) -> None:
+        """JSON-ish hostile bodies (deep nesting, lone surrogate escapes, huge numbers) are a BadRequestBody
+        or a REQUEST the kernel can read back as JSON; nothing else escapes to become a 500."""
+        try:
+            request = build_request(body=text.encode(), headers=[("Content-Type", "application/json")])
+        except BadRequestBody:
+            return
+        json.loads(request_json(request))
+
     def test_request_json_is_ascii(self) -> None:
         """request_json uses json.dumps defaults: ASCII text, parseable back."""
         request = build_request(body="héllo ☃ 😀".encode(), path_params={"p": "x y"})
