@@ -15,7 +15,9 @@
   prefix is an ordinary endpoint path, and the token is checked here.
 
 Token, Origin and CORS are the gateway's (``GatewayResource``), applied
-before these routes.  Paths are matched raw (undecoded) below the mount.
+before these routes.  Paths are matched on the segments the gateway decoded
+and checked the token against (``route_segments``), never re-read from the
+raw request: what is public and what an endpoint is are decided on one value.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from twisted.web.resource import IResource, Resource
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
 from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import HTTPResponse
+from kgd.personalities.notebook_http.personality import under_public
 from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
@@ -43,6 +46,7 @@ from kgd.personalities.notebook_http.request import (
 from kgd.web import auth
 from kgd.web.errors import HTTPError, write_error
 from kgd.web.error_handlers import install_error_handlers
+from kgd.web.resource import route_segments
 
 _NO_BODY = frozenset({http.NO_CONTENT, http.NOT_MODIFIED})
 
@@ -74,12 +78,6 @@ class PublicFolder(static.File):
 
     def directoryListing(self) -> Resource:
         return self.forbidden
-
-
-def route_path(request: IRequest) -> bytes:
-    """The raw request path below the personality's mount, e.g. ``b"/hello/x%20y"``."""
-    segments = request.path.split(b"/")[1:]
-    return b"/" + b"/".join(segments[len(request.prepath) :])
 
 
 def header_pairs(request: IRequest) -> list[tuple[bytes, bytes]]:
@@ -126,16 +124,18 @@ class NotebookRoutes:
 
     @app.route("/", branch=True)
     def endpoint(self, request: IRequest) -> Any:
-        path = route_path(request)
-        if path.startswith(b"/public/"):
+        segments = route_segments(request)
+        if under_public(segments):
             if self._public is not None:
-                request.prepath.append(request.postpath.pop(0))
+                # static.File walks postpath as decoded bytes; a "/" inside a segment is refused there.
+                request.prepath.append(request.postpath[0])
+                request.postpath = [segment.encode("utf-8") for segment in segments[1:]]
                 return self._public
             if not auth.is_authorized(
                 self._auth_token, request.getHeader(b"authorization"), (request.args or {}).get(b"token", [])
             ):
                 raise HTTPError(401)
-        found = self.endpoints.match(request.method.decode("latin-1"), path)
+        found = self.endpoints.match(request.method.decode("latin-1"), segments)
         if isinstance(found, MethodNotAllowed):
             raise HTTPError(405, headers=[("Allow", ", ".join(found.allowed))])
         if not isinstance(found, Match):
