@@ -23,6 +23,7 @@ raw request: what is public and what an endpoint is are decided on one value.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from klein import Klein
@@ -56,12 +57,13 @@ class _ErrorPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, message: str = "") -> None:
         super().__init__()
         self._status = status
+        self._message = message
 
     def render(self, request: IRequest) -> bytes:
-        return write_error(request, HTTPError(self._status))
+        return write_error(request, HTTPError(self._status, self._message))
 
 
 class PublicFolder(static.File):
@@ -69,12 +71,33 @@ class PublicFolder(static.File):
 
     As in the reference, a directory is a 403 (no listing, no index page);
     a missing file is a JSON 404.  ``..`` and encoded slashes never leave
-    the folder (``FilePath.child`` refuses them).
+    the folder (``FilePath.child`` refuses them), and neither does a
+    symlink: whatever's real path is outside the folder is a 403, as the
+    reference's ``StaticFileHandler`` answers and as kernelspec resources
+    are confined.
     """
 
     indexNames: list[str] = []
     childNotFound = _ErrorPage(http.NOT_FOUND)
     forbidden = _ErrorPage(http.FORBIDDEN)
+    outside = _ErrorPage(http.FORBIDDEN, "The path leads outside the static folder")
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, *args, **kwargs)
+        self.root = os.path.realpath(path)
+
+    def createSimilarFile(self, path: str) -> static.File:
+        similar = super().createSimilarFile(path)
+        similar.root = self.root  # every level is judged against the folder itself
+        return similar
+
+    def getChild(self, path: bytes, request: IRequest) -> Resource:
+        child = super().getChild(path, request)
+        if isinstance(child, static.File):
+            real = os.path.realpath(child.path)
+            if os.path.commonpath([self.root, real]) != self.root:
+                return self.outside
+        return child
 
     def directoryListing(self) -> Resource:
         return self.forbidden
