@@ -128,7 +128,7 @@ def build_site(gateway: Gateway) -> GatewaySite:
         mounts.append(Mount(prefix, personality.resource(gateway), personality.is_public))
     cors = CorsSettings(**{field: getattr(config, field) for field in CorsSettings.__dataclass_fields__})
     root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
-    return GatewaySite(root, max_body_size=config.max_body_size)
+    return GatewaySite(root, clock=gateway.reactor, max_body_size=config.max_body_size, auth_token=config.auth_token)
 
 
 def makeService(
