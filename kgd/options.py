@@ -321,7 +321,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "request-timeout",
         "notebook-http: seconds a cell may run before 504 and an interrupt (0: no limit)",
-        0.0,
+        60.0,
         parse_seconds,
         env="KGD_REQUEST_TIMEOUT",
         metavar="SECONDS",
