@@ -127,7 +127,9 @@ def build_site(gateway: Gateway) -> GatewaySite:
         prefix = () if index == 0 else (name,)
         mounts.append(Mount(prefix, personality.resource(gateway), personality.is_public))
     cors = CorsSettings(**{field: getattr(config, field) for field in CorsSettings.__dataclass_fields__})
-    root = GatewayResource(config.base_url, mounts, auth_token=config.auth_token, cors=cors)
+    root = GatewayResource(
+        config.base_url, mounts, auth_token=config.auth_token, cors=cors, allowed_hosts=config.allow_host
+    )
     return GatewaySite(root, clock=gateway.reactor, max_body_size=config.max_body_size, auth_token=config.auth_token)
 
 

@@ -1,4 +1,4 @@
-"""The gateway's root resource: base URL, Origin check, CORS, preflight and token auth.
+"""The gateway's root resource: Host check, base URL, Origin check, CORS, preflight and token auth.
 
 Every request passes here before any personality sees it, so these policies
 hold on every route alike, the channels WebSocket included.  The resource is
@@ -18,7 +18,7 @@ once ran a token-protected cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
@@ -28,6 +28,7 @@ from twisted.web.resource import IResource, Resource
 from kgd.web import auth
 from kgd.web.cors import CorsSettings, cors_headers, origin_allowed
 from kgd.web.errors import HTTPError, write_error
+from kgd.web.hosts import allowed_names, host_allowed
 
 log = Logger()
 
@@ -78,8 +79,10 @@ class GatewayResource(Resource):
         *,
         auth_token: str = "",
         cors: CorsSettings = CorsSettings(),
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        self._allowed_hosts = allowed_names(allowed_hosts)
         self._base = tuple(s for s in base_url.split("/") if s)
         # Longest prefix first, so a personality mounted below another wins.
         self._mounts = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
@@ -87,8 +90,14 @@ class GatewayResource(Resource):
         self._cors = cors
 
     def render(self, request: IRequest) -> Any:
+        host = _header(request, b"host")
+        if not host_allowed(host, getattr(request.getHost(), "host", None), self._allowed_hosts):
+            return write_error(
+                request,
+                HTTPError(403, f"Host {host!r} is not a loopback name; to serve it on loopback, add it with --allow-host"),
+            )
         origin = _header(request, b"origin")
-        admitted = origin_allowed(self._cors, origin, _header(request, b"host"))
+        admitted = origin_allowed(self._cors, origin, host)
         # A refused Origin is never echoed back, so a browser cannot read the refusal either.
         for name, value in cors_headers(self._cors, origin if admitted else None):
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))

@@ -50,7 +50,8 @@ def make_client(base_url: str = "/", cors: CorsSettings = CorsSettings(), token:
         Mount((), TinyApp("first").app.resource(), lambda segments: tuple(segments) == ("public",)),
         Mount(("second",), TinyApp("second").app.resource(), lambda segments: False),
     ]
-    return StubTreq(GatewayResource(parse_base_url(base_url), mounts, auth_token=token, cors=cors))
+    resource = GatewayResource(parse_base_url(base_url), mounts, auth_token=token, cors=cors, allowed_hosts=["gw.example"])
+    return StubTreq(resource)
 
 
 AUTH = {b"Authorization": [f"token {TOKEN}".encode()]}
