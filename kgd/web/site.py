@@ -23,6 +23,8 @@ from twisted.logger import Logger
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException
 
+from kgd.web.http_channel import GatewayChannel
+
 log = Logger(namespace="kgd.access")
 
 #: The route of a request no route answered.
@@ -127,9 +129,11 @@ class GatewaySite(Site):
     """A Site whose access log is structured and never shows a token.
 
     ``clock`` (the reactor) times each request; ``auth_token`` is the value
-    hidden wherever it appears in an access-log line.
+    hidden wherever it appears in an access-log line.  Connections are
+    ``GatewayChannel``: a client that does not read its responses is not read either.
     """
 
+    protocol = GatewayChannel
     requestFactory = GatewayRequest
 
     def __init__(  # type: ignore[no-untyped-def]
