@@ -72,7 +72,7 @@ class PublicFolder(static.File):
     As in the reference, a directory is a 403 (no listing, no index page);
     a missing file is a JSON 404.  ``..`` and encoded slashes never leave
     the folder (``FilePath.child`` refuses them), and neither does a
-    symlink: whatever's real path is outside the folder is a 403, as the
+    symlink: anything whose real path is outside the folder is a 403, as the
     reference's ``StaticFileHandler`` answers and as kernelspec resources
     are confined.
     """
@@ -150,7 +150,7 @@ class NotebookRoutes:
         segments = route_segments(request)
         if under_public(segments):
             if self._public is not None:
-                # static.File walks postpath as decoded bytes; a "/" inside a segment is refused there.
+                # static.File walks postpath as decoded bytes; FilePath.child keeps a "/" inside a segment in the folder.
                 request.prepath.append(request.postpath[0])
                 request.postpath = [segment.encode("utf-8") for segment in segments[1:]]
                 return self._public
