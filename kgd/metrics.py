@@ -28,6 +28,12 @@ from zope.interface import implementer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+#: HTTP methods counted under their own name; any other method is counted as ``other``,
+#: so a client inventing methods cannot mint label values (each one costs memory and scrape time).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: The label of a method outside ``HTTP_METHODS``, and of a request no route answered.
+OTHER = "other"
+
 # Kernel start takes seconds; requests take milliseconds.
 _START_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -130,8 +136,10 @@ class Metrics:
         """Update the metrics a log event stands for; other events are ignored."""
         kind = event.get("event")
         if kind == "http_request":
-            route = event.get("route") or "unmatched"
+            # Routes are the apps' templates or "other" (kgd.web.site.route_of): a closed set too.
+            route = event.get("route") or OTHER
             method = str(event.get("method", ""))
+            method = method if method in HTTP_METHODS else OTHER
             self.http_requests.labels(method, route, str(event.get("status", ""))).inc()
             self.http_seconds.labels(method, route).observe(float(event.get("duration_ms", 0.0)) / 1000)
             return

@@ -230,6 +230,14 @@ SETTINGS: tuple[Setting, ...] = (
         env="KGD_ALLOW_ORIGIN_PAT",
         metavar="REGEX",
     ),
+    Setting(
+        "allow-host",
+        "Host name served on a loopback address besides localhost and loopback IPs (DNS rebinding); repeatable",
+        [],
+        repeatable=True,
+        env="KGD_ALLOW_HOSTS",
+        metavar="NAME",
+    ),
     Setting("allow-methods", "Access-Control-Allow-Methods value", "", env="KG_ALLOW_METHODS", metavar="METHODS"),
     Setting("allow-headers", "Access-Control-Allow-Headers value", "", env="KG_ALLOW_HEADERS", metavar="HEADERS"),
     Setting("allow-credentials", "Access-Control-Allow-Credentials value", "", env="KG_ALLOW_CREDENTIALS", metavar="VALUE"),
@@ -322,7 +330,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "request-timeout",
         "notebook-http: seconds a cell may run before 504 and an interrupt (0: no limit)",
-        0.0,
+        60.0,
         parse_seconds,
         env="KGD_REQUEST_TIMEOUT",
         metavar="SECONDS",
@@ -367,6 +375,7 @@ class GatewaySettings:
     shutdown_wait_time: float
     allow_origin: str
     allow_origin_pat: str
+    allow_host: list[str]
     allow_methods: str
     allow_headers: str
     allow_credentials: str
@@ -535,6 +544,10 @@ class Options(usage.Options):
     def opt_api(self, name: str) -> None:
         """Personality to serve: jupyter-websocket (default) or notebook-http; repeatable [env: KG_API]"""
         self._repeated.setdefault("api", []).append(name)
+
+    def opt_allow_host(self, name: str) -> None:
+        """Host name served on a loopback address besides localhost and loopback IPs; repeatable [env: KGD_ALLOW_HOSTS]"""
+        self._repeated.setdefault("allow_host", []).append(name)
 
     def postOptions(self) -> None:
         given: dict[str, Any] = dict(self._repeated)

@@ -148,8 +148,12 @@ def build_site(
         resource = personality.resource(personality_settings(personality, settings), gateway)
         mounts.append(Mount(prefix, resource, personality.is_public))
     cors = CorsSettings(**{field: getattr(settings, field) for field in CorsSettings.__dataclass_fields__})
-    root = GatewayResource(settings.base_url, mounts, auth_token=settings.auth_token, cors=cors)
-    return GatewaySite(root, max_body_size=settings.max_body_size)
+    root = GatewayResource(
+        settings.base_url, mounts, auth_token=settings.auth_token, cors=cors, allowed_hosts=settings.allow_host
+    )
+    return GatewaySite(
+        root, clock=gateway.reactor, max_body_size=settings.max_body_size, auth_token=settings.auth_token
+    )
 
 
 def makeService(

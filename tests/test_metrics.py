@@ -5,10 +5,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from prometheus_client import REGISTRY
-from twisted.logger import LogPublisher, Logger
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogPublisher, Logger, capturedLogs
 from twisted.trial import unittest
 
+from kgd.gateway import Gateway
+from kgd.kernels.kernels import Kernels
 from kgd.metrics import Metrics, MetricsService
+from kgd.options import default_config
+from kgd.service import build_site
+from tests.kernels.fakes import fake_machine
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -50,7 +57,7 @@ class LogEventTests(unittest.TestCase):
         self.assertEqual(
             sample(m, "kgd_http_requests_total", method="GET", route="/api/kernels/<kernel_id>", status="200"), 2
         )
-        self.assertEqual(sample(m, "kgd_http_requests_total", method="GET", route="unmatched", status="404"), 1)
+        self.assertEqual(sample(m, "kgd_http_requests_total", method="GET", route="other", status="404"), 1)
         self.assertAlmostEqual(
             sample(m, "kgd_http_request_duration_seconds_sum", method="GET", route="/api/kernels/<kernel_id>"), 0.006
         )
@@ -129,3 +136,44 @@ class MetricsServiceTests(unittest.TestCase):
         service.stopService()
         log.info("after", event="kernel_died", spec_name="python3")
         self.assertEqual(sample(metrics, "kgd_kernel_deaths_total", kernelspec="python3"), 1)
+
+
+class LabelAbuseTests(unittest.SynchronousTestCase):
+    """Made-up methods and paths, from anyone who can reach the port, never mint label values."""
+
+    def setUp(self) -> None:
+        machine = fake_machine(self.mktemp())
+        kernels = Kernels(machine.specs, machine.launcher, machine.sockets, machine.clock)
+        gateway = Gateway(default_config(auth_token="s3cret"), kernels, machine.specs, machine.clock)
+        self.site = build_site(gateway)
+        self.metrics = gateway.metrics
+
+    def send(self, method: bytes, path: bytes) -> None:
+        """One request over a real HTTP channel, logged by the site and counted by the metrics."""
+        channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        channel.makeConnection(StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8888)))
+        with capturedLogs() as events:
+            channel.dataReceived(method + b" " + path + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        for event in events:
+            self.metrics(event)
+
+    def label_sets(self) -> set[tuple[str, frozenset]]:
+        found = set()
+        for family in self.metrics.registry.collect():
+            if family.name.startswith("kgd_http_"):
+                for s in family.samples:
+                    found.add((s.name, frozenset((k, v) for k, v in s.labels.items() if k != "le")))
+        return found
+
+    def test_bogus_methods_and_paths_add_no_labels(self) -> None:
+        """After one made-up method and path, 1000 more distinct ones leave the label sets as they were."""
+        self.send(b"MABC0", b"/api/kernels")
+        self.send(b"GET", b"/nowhere/0")
+        self.send(b"GET", b"/api/kernels/0/nothing")
+        before = self.label_sets()
+        for n in range(1, 1001):
+            self.send(b"MABC%d" % n, b"/api/kernels")
+            self.send(b"GET", b"/nowhere/%d" % n)
+            self.send(b"X%d" % n, b"/x%d/%d" % (n, n))
+        self.assertEqual(self.label_sets(), before)
+        self.assertEqual(sample(self.metrics, "kgd_http_requests_total", method="other", route="other", status="401"), 2001)

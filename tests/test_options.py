@@ -80,6 +80,18 @@ class FlagTests(unittest.TestCase):
         self.assertEqual(config.max_body_size, 2048)
         self.assertEqual(config.listen, ["tcp:0", "unix:/tmp/kgd.sock"])
 
+    def test_request_timeout_default(self) -> None:
+        """notebook-http requests time out after 60 s unless told otherwise; an explicit 0 means no limit."""
+        self.assertEqual(parse([]).config.request_timeout, 60.0)
+        self.assertEqual(parse(["--request-timeout", "0"]).config.request_timeout, 0.0)
+        self.assertEqual(parse([], {"KGD_REQUEST_TIMEOUT": "0"}).config.request_timeout, 0.0)
+
+    def test_allow_host(self) -> None:
+        """--allow-host repeats; KGD_ALLOW_HOSTS is a comma list; the config key takes a list; none by default."""
+        self.assertEqual(parse([]).config.allow_host, [])
+        self.assertEqual(parse(["--allow-host", "a.example", "--allow-host", "b.example"]).config.allow_host, ["a.example", "b.example"])
+        self.assertEqual(parse([], {"KGD_ALLOW_HOSTS": "a.example, b.example"}).config.allow_host, ["a.example", "b.example"])
+
     def test_ip_and_port_build_the_listen_endpoint(self) -> None:
         """``--ip``/``--port`` (the reference's flags) become a TCP endpoint; an IPv6 address is escaped."""
         self.assertEqual(parse(["--port", "9000"]).config.listen, ["tcp:9000:interface=127.0.0.1"])

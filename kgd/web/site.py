@@ -1,61 +1,87 @@
 """The HTTP site: twisted.web's ``Site`` with kgd's access log.
 
 Each finished request is one structured log event (method, path, status,
-duration, bytes) instead of a combined-log line, and the path is written
-without its query string's ``token`` value, so a token passed in a URL (as
-browsers must for WebSockets) never reaches the log.  ``Authorization`` and
-``Cookie`` headers are never logged at all.
+duration, bytes) instead of a combined-log line.  The path is written
+without the value of any query argument whose name looks like a secret
+(``token``, ``TOKEN``, ``token+``, ``access_token``, ``password``...), and
+the configured token's value is replaced wherever it appears in the line,
+even percent-encoded, so a token passed in a URL (as browsers must for
+WebSockets), or misspelt there, never reaches the log.  ``Authorization`` and
+``Cookie`` headers are never logged at all.  Durations are read from the
+site's clock (the reactor, or a ``task.Clock`` in tests).
 """
 
 from __future__ import annotations
 
 import re
-import time
-from urllib.parse import unquote_to_bytes
+from typing import Any
+from urllib.parse import unquote, unquote_plus, unquote_to_bytes
 
 from klein.interfaces import IKleinRequest
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import HTTPException
 
+from kgd.web.http_channel import GatewayChannel
+
 log = Logger(namespace="kgd.access")
 
-_SECRET_QUERY_NAMES = {b"token"}
+#: The route of a request no route answered.
+OTHER_ROUTE = "other"
+
+REDACTED = "[secret]"
+# Query names whose values are secrets, searched for in the decoded, lower-cased name:
+# a near miss (TOKEN, token+, access_token) is a secret the client meant to send.
+_SECRET_NAME = re.compile(r"token|secret|passw|auth|api[-_ ]?key")
 # twisted.web splits arguments on both "&" and ";", and takes everything after
 # the first "?" (a "#" included) as the query: the log must read it the same way.
 _ARGUMENT_SEPARATORS = re.compile(rb"([&;])")
 
 
-def redact_uri(uri: bytes) -> str:
-    """The request URI with every ``token`` query value replaced by ``[secret]``.
+def redact_uri(uri: bytes, secret: str = "") -> str:
+    """The request URI with secret query values, and ``secret`` itself, replaced by ``[secret]``.
 
-    Arguments are found exactly as ``twisted.web.http.parse_qs`` finds them
-    for the auth check, so any value the server would accept as a token is
-    redacted; everything else is kept byte for byte.
+    Arguments are split exactly as ``twisted.web.http.parse_qs`` splits them
+    for the auth check; a value is hidden when its decoded name looks like a
+    secret, in any case.  Everything else is kept byte for byte, except that
+    a ``secret`` found only percent-encoded makes the line logged decoded.
     """
     path, question, query = uri.partition(b"?")
-    if not question:
-        return uri.decode("latin-1")
-    pieces = _ARGUMENT_SEPARATORS.split(query)
-    for index in range(0, len(pieces), 2):
-        name, equals, _ = pieces[index].partition(b"=")
-        if equals and unquote_to_bytes(name.replace(b"+", b" ")) in _SECRET_QUERY_NAMES:
-            pieces[index] = name + b"=[secret]"
-    return (path + b"?" + b"".join(pieces)).decode("latin-1")
+    if question:
+        pieces = _ARGUMENT_SEPARATORS.split(query)
+        for index in range(0, len(pieces), 2):
+            name, equals, _ = pieces[index].partition(b"=")
+            decoded = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace").lower()
+            if equals and _SECRET_NAME.search(decoded):
+                pieces[index] = name + b"=" + REDACTED.encode()
+        uri = path + b"?" + b"".join(pieces)
+    return hide(uri.decode("latin-1"), secret)
+
+
+def hide(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced, as written or once percent-decoded."""
+    if not secret:
+        return text
+    text = text.replace(secret, REDACTED)
+    for decoded in (unquote(text, "latin-1"), unquote(text), unquote_plus(text)):
+        if secret in decoded:
+            return decoded.replace(secret, REDACTED)
+    return text
 
 
 def route_of(request: Request) -> str:
     """The route that answered: a Klein rule such as ``/api/kernels/<kernel_id>``,
-    the fixed path of a leaf resource, or ``unmatched``; never a concrete id."""
+    the fixed path of a mounted leaf resource, or ``other``; never a concrete id."""
     mapper = getattr(IKleinRequest(request), "mapper", None)
     if mapper is not None:
         try:
             rule, _ = mapper.match(return_rule=True)
         except HTTPException:  # not found, wrong method, redirect
-            return "unmatched"
+            return OTHER_ROUTE
         return str(rule.rule)
     if request.code == 404 or not request.prepath:
-        return "unmatched"
+        return OTHER_ROUTE
     return "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.prepath)
 
 
@@ -67,10 +93,13 @@ class GatewayRequest(Request):
     """
 
     body_too_large = False
+    started: float | None = None
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        self.started = time.monotonic()
+        clock = getattr(getattr(self.channel, "site", None), "clock", None)
+        if clock is not None:
+            self.started = clock.seconds()
         self._body_received = 0
 
     def _body_limit(self) -> int | None:
@@ -97,22 +126,40 @@ class GatewayRequest(Request):
 
 
 class GatewaySite(Site):
-    """A Site whose access log is structured and never shows a token."""
+    """A Site whose access log is structured and never shows a token.
 
+    ``clock`` (the reactor) times each request; ``auth_token`` is the value
+    hidden wherever it appears in an access-log line.  Connections are
+    ``GatewayChannel``: a client that does not read its responses is not read either.
+    """
+
+    protocol = GatewayChannel
     requestFactory = GatewayRequest
 
-    def __init__(self, resource, *, max_body_size: int | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(resource, **kwargs)
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        resource,
+        *,
+        clock: IReactorTime | None = None,
+        max_body_size: int | None = None,
+        auth_token: str = "",
+        **kwargs,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        super().__init__(resource, reactor=clock, **kwargs)
+        self.clock: IReactorTime = clock
         self.displayTracebacks = False
         self.max_body_size = max_body_size
+        self._auth_token = auth_token
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         started = getattr(request, "started", None)
-        duration = time.monotonic() - started if started is not None else 0.0
+        duration = max(0.0, self.clock.seconds() - started) if started is not None else 0.0
         log.info(
             "{method} {path} {status} {duration_ms:.1f}ms",
-            method=request.method.decode("latin-1"),
-            path=redact_uri(request.uri),
+            method=hide(request.method.decode("latin-1"), self._auth_token),
+            path=redact_uri(request.uri, self._auth_token),
             route=route_of(request),
             status=request.code,
             duration_ms=duration * 1000,

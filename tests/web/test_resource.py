@@ -47,10 +47,11 @@ class TinyApp:
 
 def make_client(base_url: str = "/", cors: CorsSettings = CorsSettings(), token: str = TOKEN) -> StubTreq:
     mounts = [
-        Mount((), TinyApp("first").app.resource(), lambda segments: segments == ["public"]),
+        Mount((), TinyApp("first").app.resource(), lambda segments: tuple(segments) == ("public",)),
         Mount(("second",), TinyApp("second").app.resource(), lambda segments: False),
     ]
-    return StubTreq(GatewayResource(parse_base_url(base_url), mounts, auth_token=token, cors=cors))
+    resource = GatewayResource(parse_base_url(base_url), mounts, auth_token=token, cors=cors, allowed_hosts=["gw.example"])
+    return StubTreq(resource)
 
 
 AUTH = {b"Authorization": [f"token {TOKEN}".encode()]}

@@ -6,6 +6,7 @@ from urllib.parse import quote, unquote
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import parse_qs
@@ -19,6 +20,13 @@ SECRET = "SeCrEt"
 # Query values as a client might write them, percent-encoded or not; never containing the marker.
 VALUES = st.lists(st.sampled_from(["a", "b", "=", "&", "%", "+", ";", "?", "#", "/", "1", "%C3%A9", "%FF", "%20"]), max_size=6).map("".join)
 NAMES = st.sampled_from(["token", "tok%65n", "session", "t", "Token", "x"])
+# Names a client may have meant as the token: case, "+" and blanks, encodings, prefixes.
+NEAR_MISSES = st.builds(
+    lambda prefix, core, suffix: prefix + core + suffix,
+    st.sampled_from(["", "access_", "X-", "auth", "my%5F"]),
+    st.sampled_from(["token", "TOKEN", "Token", "tOkEn", "tok%65n", "TOK%45N", "%74oken", "secret", "password", "api_key", "ApiKey"]),
+    st.sampled_from(["", "+", "%20", "_", "s", "[]", "%00"]),
+)
 
 
 def token_values(uri: str) -> list[str]:
@@ -54,9 +62,34 @@ class RedactUriTests(SynchronousTestCase):
         self.assertEqual(redact_uri(b"/api?tok%65n=abc&to+ken=x"), "/api?tok%65n=[secret]&to+ken=x")
 
     def test_without_token_unchanged(self) -> None:
-        """A URI without a token query argument is logged exactly as received."""
-        for uri in (b"/api/kernels", b"/api?x=1&y=%20", b"/a?tokenish=1"):
+        """A URI without a secret-looking query argument is logged exactly as received."""
+        for uri in (b"/api/kernels", b"/api?x=1&y=%20", b"/a?session_id=1&kernel=t"):
             self.assertEqual(redact_uri(uri), uri.decode())
+
+    @given(NEAR_MISSES, st.text(alphabet="abcdef0123456789", min_size=8, max_size=16))
+    def test_near_miss_names_redacted(self, name: str, value: str) -> None:
+        """A value under a name that looks like a token (TOKEN, token+, access_token, ...) is never logged."""
+        redacted = redact_uri(f"/api/kernels?x=1&{name}={value}&y=2".encode("latin-1"))
+        self.assertNotIn(value, redacted)
+        self.assertNotIn(value, unquote(redacted))
+        self.assertTrue(redacted.startswith("/api/kernels?x=1&"), redacted)
+        self.assertTrue(redacted.endswith("&y=2"), redacted)
+
+    def test_configured_token_hidden_anywhere(self) -> None:
+        """The configured token is hidden wherever it appears in the URI: path, odd names, encoded."""
+        token = "abc123secret"
+        for uri in (
+            b"/api/kernels/abc123secret",
+            b"/api?x=abc123secret",
+            b"/api?abc123secret",
+            b"/api/%61bc123secret",
+            b"/api?q=abc123%73ecret",
+            b"/api?q=abc123secre%74+1",
+        ):
+            redacted = redact_uri(uri, token)
+            self.assertNotIn(token, redacted, uri)
+            self.assertNotIn(token, unquote(redacted), uri)
+            self.assertIn("[secret]", redacted, uri)
 
     @given(uris())
     def test_token_never_survives(self, uri: str) -> None:
@@ -86,6 +119,32 @@ class AccessLogTests(SynchronousTestCase):
         flattened = repr(event)
         self.assertNotIn("abc123", flattened)
         self.assertNotIn("hdr-secret-123", flattened)
+
+    def test_duration_from_the_site_clock(self) -> None:
+        """The logged duration is the time on the site's clock between the request's arrival and its log line."""
+        clock = Clock()
+        clock.advance(1000)
+        site = GatewaySite(Resource(), clock=clock)
+        channel = DummyChannel()
+        channel.site = site
+        request = GatewayRequest(channel, False)
+        request.method, request.uri = b"GET", b"/api"
+        clock.advance(0.25)
+        with capturedLogs() as events:
+            site.log(request)
+        (event,) = [e for e in events if e.get("event") == "http_request"]
+        self.assertEqual(event["duration_ms"], 250.0)
+
+    def test_configured_token_never_logged(self) -> None:
+        """The configured token is hidden in the method and path of a logged request, however sent."""
+        site = GatewaySite(Resource(), clock=Clock(), auth_token="tok-9f8e7d")
+        request = GatewayRequest(DummyChannel(), False)
+        request.method = b"tok-9f8e7d"
+        request.uri = b"/api/kernels?Auth=1&q=tok-9f8e7d&TOKEN=tok-9f8e7d"
+        with capturedLogs() as events:
+            site.log(request)
+        (event,) = [e for e in events if e.get("event") == "http_request"]
+        self.assertNotIn("tok-9f8e7d", repr(event))
 
     def test_no_tracebacks_shown(self) -> None:
         """The site never renders tracebacks to clients."""
@@ -125,6 +184,6 @@ class RouteTests(SynchronousTestCase):
         self.assertEqual((event["status"], event["route"]), (200, "/api/kernels/<kernel_id>"))
 
     def test_unmatched(self) -> None:
-        """A path no route matches, or a method no route allows, is ``unmatched``."""
-        self.assertEqual(self.log_of(b"/nowhere/at/all")["route"], "unmatched")
-        self.assertEqual(self.log_of(b"/api/kernels/k", method=b"POST")["route"], "unmatched")
+        """A path no route matches, or a method no route allows, is ``other``."""
+        self.assertEqual(self.log_of(b"/nowhere/at/all")["route"], "other")
+        self.assertEqual(self.log_of(b"/api/kernels/k", method=b"POST")["route"], "other")

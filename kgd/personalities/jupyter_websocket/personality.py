@@ -6,7 +6,7 @@ built, after twistd has installed its reactor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -32,5 +32,5 @@ class JupyterWebsocketPersonality:
 
         return KernelsAPI(settings, gateway, prespawn_pool(gateway, settings.prespawn_count)).app.resource()
 
-    def is_public(self, segments: list[str]) -> bool:
+    def is_public(self, segments: Sequence[str]) -> bool:
         return tuple(segments) in _PUBLIC

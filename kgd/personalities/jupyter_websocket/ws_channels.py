@@ -31,7 +31,8 @@
 #     1003 a text frame on the v1 subprotocol
 #     1007 a frame that is not a Jupyter message (bad JSON, truncated table)
 #     1008 a message for a channel a client cannot write (iopub, unknown),
-#          or a client not reading while --max-client-backlog of output waits
+#          or a client not reading while --max-client-backlog of output
+#          (pongs to its pings included) waits
 #     1009 a message over --max-message-size
 #     1011 the kernel died and could not be restarted
 """The channels WebSocket: Jupyter messages between clients and a kernel.
@@ -81,6 +82,7 @@ CLOSE_POLICY_VIOLATION = 1008
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
+OPCODE_PONG = 0xA
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
@@ -295,11 +297,20 @@ class ChannelsProtocol(WebSocketServerProtocol):
         size = sum(map(len, pieces))
         pieces.insert(0, frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size))
         self._relayed(channel, "out", size)
+        self._send_or_hold(pieces)
+
+    def onPing(self, payload: bytes) -> None:
+        """Answer a ping in turn with kernel output: a client that pings and never reads is bounded alike."""
+        if self.state == _OPEN:
+            self._send_or_hold([frame_header(OPCODE_PONG, len(payload)), payload])
+
+    def _send_or_hold(self, pieces: list[bytes]) -> None:
+        """Write a frame, or hold it while the client is not reading; past the bound, close (1008)."""
         if self._backlog is None:
             self.transport.writeSequence(pieces)
             return
         self._backlog.append(pieces)
-        self._backlog_bytes += size
+        self._backlog_bytes += sum(map(len, pieces))
         limit = self._channels.settings.max_client_backlog if self._channels is not None else 0
         if self._backlog_bytes > limit:
             # Its session keeps what follows (within its own bounds) for a reconnect.

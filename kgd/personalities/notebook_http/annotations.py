@@ -69,6 +69,7 @@ __all__ = [
     "NO_ENDPOINTS_MESSAGE",
     "VERBS",
     "canonical_path",
+    "canonical_segments",
     "Endpoint",
     "Endpoints",
     "Match",
@@ -176,18 +177,20 @@ def comment_prefix_for(
 def canonical_path(path: str | bytes) -> str:
     """Percent-encode each segment of *path* the same way every time.
 
-    Both request paths and path templates go through this, so ``%7e``,
-    ``%7E`` and ``~`` compare equal and a literal ``/with space`` matches the
-    request ``/with%20space``.  An encoded ``/`` (``%2F``) stays encoded, so
-    it never splits a segment.  Undecodable bytes become U+FFFD rather than an
-    error: a path can never make routing raise.
+    Path templates go through this, so ``%7e``, ``%7E`` and ``~`` compare
+    equal and a literal ``/with space`` matches the request ``/with%20space``.
+    An encoded ``/`` (``%2F``) stays encoded, so it never splits a segment.
+    Undecodable bytes become U+FFFD rather than an error: a path can never
+    make routing raise.
     """
     if isinstance(path, bytes):
         path = path.decode("utf-8", errors="replace")
-    return "/".join(
-        quote(unquote(segment, errors="replace"), safe=_SEGMENT_SAFE)
-        for segment in path.split("/")
-    )
+    return canonical_segments(unquote(segment, errors="replace") for segment in path.split("/"))
+
+
+def canonical_segments(segments: Iterable[str]) -> str:
+    """Decoded path segments joined in the canonical form templates are compiled to."""
+    return "/".join(quote(segment, safe=_SEGMENT_SAFE) for segment in segments)
 
 
 @dataclass(frozen=True)
@@ -332,16 +335,21 @@ class Endpoints:
         """Endpoints by first appearance in the notebook (Swagger path order)."""
         return tuple(sorted(self.endpoints, key=lambda endpoint: endpoint.order))
 
-    def match(self, method: str, path: str | bytes) -> Match | NotFound | MethodNotAllowed:
-        """Resolve a request; *path* is the raw path without base_url or query.
+    def match(self, method: str, segments: Sequence[str]) -> Match | NotFound | MethodNotAllowed:
+        """Resolve a request from its path *segments* below the mount, already percent-decoded.
 
+        The gateway decodes the path once (``kgd.web.resource.path_segments``)
+        and checks the token on those segments; matching them here, not a
+        second reading of the raw path, keeps routing and auth in agreement.
         The first endpoint in routing order whose template matches and which
         has the verb wins.  If templates match but none has the verb, the
         answer is :class:`MethodNotAllowed` with the union of their verbs;
         if none matches, :data:`NOT_FOUND`.  The verb comparison ignores case.
         """
+        if isinstance(segments, (str, bytes)):
+            raise TypeError("Endpoints.match takes decoded path segments, not a path")
         verb = method.upper()
-        canonical = canonical_path(path)
+        canonical = "/" + canonical_segments(segments)
         allowed: list[str] = []
         for endpoint in self.endpoints:
             params = endpoint.template._match_canonical(canonical)

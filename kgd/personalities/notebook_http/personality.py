@@ -7,13 +7,21 @@ its reactor (see ``kgd.personalities.notebook_http.api``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
 from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
+
+#: The first segment of the ``--static-path`` files' paths.
+PUBLIC_PREFIX = "public"
+
+
+def under_public(segments: Sequence[str]) -> bool:
+    """True for a decoded path below ``/public/``: the static folder's, never an endpoint's."""
+    return len(segments) > 1 and segments[0] == PUBLIC_PREFIX
 
 
 @implementer(IPlugin, IPersonality)
@@ -30,10 +38,10 @@ class NotebookHttpPersonality:
 
         return build_api(settings, gateway)
 
-    def is_public(self, segments: list[str]) -> bool:
+    def is_public(self, segments: Sequence[str]) -> bool:
         """Files below ``/public/`` need no token, as in the reference.
 
         When no ``--static-path`` is set the routes check the token
         themselves for that prefix, so endpoints never become public.
         """
-        return len(segments) > 1 and segments[0] == "public"
+        return under_public(segments)

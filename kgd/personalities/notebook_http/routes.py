@@ -15,12 +15,15 @@
   prefix is an ordinary endpoint path, and the token is checked here.
 
 Token, Origin and CORS are the gateway's (``GatewayResource``), applied
-before these routes.  Paths are matched raw (undecoded) below the mount.
+before these routes.  Paths are matched on the segments the gateway decoded
+and checked the token against (``route_segments``), never re-read from the
+raw request: what is public and what an endpoint is are decided on one value.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from klein import Klein
@@ -32,6 +35,7 @@ from twisted.web.resource import IResource, Resource
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
 from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import NO_BODY_STATUSES, HTTPResponse
+from kgd.personalities.notebook_http.personality import under_public
 from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,
@@ -43,6 +47,7 @@ from kgd.personalities.notebook_http.request import (
 from kgd.web import auth
 from kgd.web.errors import HTTPError, write_error
 from kgd.web.error_handlers import install_error_handlers
+from kgd.web.resource import route_segments
 
 
 class _ErrorPage(Resource):
@@ -50,12 +55,13 @@ class _ErrorPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, message: str = "") -> None:
         super().__init__()
         self._status = status
+        self._message = message
 
     def render(self, request: IRequest) -> bytes:
-        return write_error(request, HTTPError(self._status))
+        return write_error(request, HTTPError(self._status, self._message))
 
 
 class PublicFolder(static.File):
@@ -63,21 +69,36 @@ class PublicFolder(static.File):
 
     As in the reference, a directory is a 403 (no listing, no index page);
     a missing file is a JSON 404.  ``..`` and encoded slashes never leave
-    the folder (``FilePath.child`` refuses them).
+    the folder (``FilePath.child`` refuses them), and neither does a
+    symlink: anything whose real path is outside the folder is a 403, as the
+    reference's ``StaticFileHandler`` answers and as kernelspec resources
+    are confined.
     """
 
     indexNames: list[str] = []
     childNotFound = _ErrorPage(http.NOT_FOUND)
     forbidden = _ErrorPage(http.FORBIDDEN)
+    outside = _ErrorPage(http.FORBIDDEN, "The path leads outside the static folder")
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, *args, **kwargs)
+        self.root = os.path.realpath(path)
+
+    def createSimilarFile(self, path: str) -> static.File:
+        similar = super().createSimilarFile(path)
+        similar.root = self.root  # every level is judged against the folder itself
+        return similar
+
+    def getChild(self, path: bytes, request: IRequest) -> Resource:
+        child = super().getChild(path, request)
+        if isinstance(child, static.File):
+            real = os.path.realpath(child.path)
+            if os.path.commonpath([self.root, real]) != self.root:
+                return self.outside
+        return child
 
     def directoryListing(self) -> Resource:
         return self.forbidden
-
-
-def route_path(request: IRequest) -> bytes:
-    """The raw request path below the personality's mount, e.g. ``b"/hello/x%20y"``."""
-    segments = request.path.split(b"/")[1:]
-    return b"/" + b"/".join(segments[len(request.prepath) :])
 
 
 def header_pairs(request: IRequest) -> list[tuple[bytes, bytes]]:
@@ -124,16 +145,18 @@ class NotebookRoutes:
 
     @app.route("/", branch=True)
     def endpoint(self, request: IRequest) -> Any:
-        path = route_path(request)
-        if path.startswith(b"/public/"):
+        segments = route_segments(request)
+        if under_public(segments):
             if self._public is not None:
-                request.prepath.append(request.postpath.pop(0))
+                # static.File walks postpath as decoded bytes; FilePath.child keeps a "/" inside a segment in the folder.
+                request.prepath.append(request.postpath[0])
+                request.postpath = [segment.encode("utf-8") for segment in segments[1:]]
                 return self._public
             if not auth.is_authorized(
                 self._auth_token, request.getHeader(b"authorization"), (request.args or {}).get(b"token", [])
             ):
                 raise HTTPError(401)
-        found = self.endpoints.match(request.method.decode("latin-1"), path)
+        found = self.endpoints.match(request.method.decode("latin-1"), segments)
         if isinstance(found, MethodNotAllowed):
             raise HTTPError(405, headers=[("Allow", ", ".join(found.allowed))])
         if not isinstance(found, Match):

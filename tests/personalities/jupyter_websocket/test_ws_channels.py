@@ -524,15 +524,7 @@ class SlowClientTests(ChannelsTestCase):
         """Past --max-client-backlog the client that is not reading is closed (1008, logged); a reading one is not."""
         kernel_id = yield self.start_kernel()
         watcher = yield self.open(kernel_id, session_id="watcher")
-        path = f"/api/kernels/{kernel_id}/channels?session_id=stalled&token={TOKEN}"
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.daemon.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-        stalled = _StalledClient(request)
-        yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.daemon.port), stalled)
-        status_line = yield stalled.upgraded
-        self.assertIn(b" 101 ", status_line)
+        stalled = yield self.stalled_client(kernel_id)
         yield poll_until(self.connections_are(kernel_id, 2))
 
         # 30 MB in 100 kB pieces, paced by what the reading client has read: after each
@@ -550,6 +542,34 @@ class SlowClientTests(ChannelsTestCase):
         out = yield watcher.execute("print('still here')")
         self.assertEqual(stdout(out), "still here\n")
         yield poll_until(self.connections_are(kernel_id, 1))
+
+    @defer.inlineCallbacks
+    def test_pinging_client_not_reading_is_closed(self) -> None:
+        """A client that sends pings and never reads the pongs is closed past --max-client-backlog (1008, logged)."""
+        kernel_id = yield self.start_kernel()
+        stalled = yield self.stalled_client(kernel_id)
+        ping = struct.pack("!BB4s", 0x89, 0x80 | 125, b"\0\0\0\0") + b"p" * 125  # masked with a zero key
+        # 12 MiB of pongs: past the 1 MiB backlog and whatever the kernels' socket buffers hold.
+        for _ in range(12 * 1024**2 // 127 // 1000 + 1):
+            stalled.transport.write(ping * 1000)
+        yield poll_until(lambda: b"client not reading" in self.daemon.log, timeout=60)
+        stalled.transport.resumeProducing()
+        yield stalled.lost.addTimeout(30, reactor)
+        yield poll_until(self.connections_are(kernel_id, 0))
+
+    @defer.inlineCallbacks
+    def stalled_client(self, kernel_id: str) -> Any:
+        """A channels WebSocket, upgraded, whose client then never reads."""
+        path = f"/api/kernels/{kernel_id}/channels?session_id=stalled&token={TOKEN}"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.daemon.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        stalled = _StalledClient(request)
+        yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.daemon.port), stalled)
+        status_line = yield stalled.upgraded
+        self.assertIn(b" 101 ", status_line)
+        return stalled
 
     def connections_are(self, kernel_id: str, count: int) -> Any:
         @defer.inlineCallbacks

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from kgd.web.resource import path_segments
+
 from kgd.personalities.notebook_http.annotations import (
     NO_ENDPOINTS_MESSAGE,
     NOT_FOUND,
@@ -24,6 +26,11 @@ from kgd.personalities.notebook_http.annotations import (
 )
 
 RESOURCES = Path(__file__).parents[2] / "resources"
+
+
+def at(path: str | bytes) -> tuple[str, ...]:
+    """A raw request path as the gateway hands it to ``Endpoints.match``: decoded segments."""
+    return path_segments(path.encode() if isinstance(path, str) else path)
 
 
 def code(*sources: str) -> list[tuple[str, str]]:
@@ -222,10 +229,10 @@ class OrderingTests(SynchronousTestCase):
             "/1": "/:id",
         }
         for path, template in expected.items():
-            found = endpoints.match("GET", path)
+            found = endpoints.match("GET", at(path))
             assert isinstance(found, Match), path
             self.assertEqual(found.endpoint.path, template)
-        self.assertIs(endpoints.match("GET", "/test/test/test/test/test"), NOT_FOUND)
+        self.assertIs(endpoints.match("GET", at("/test/test/test/test/test")), NOT_FOUND)
 
 
 class PathTemplateTests(SynchronousTestCase):
@@ -283,7 +290,7 @@ class MatchTests(SynchronousTestCase):
 
     def test_match(self) -> None:
         """A known path and verb gives the code and decoded path parameters."""
-        found = self.endpoints.match("GET", "/hello/governor")
+        found = self.endpoints.match("GET", at("/hello/governor"))
         assert isinstance(found, Match)
         self.assertEqual(found.path_params, {"person": "governor"})
         self.assertTrue(found.source.startswith("# GET /hello/:person\n"))
@@ -291,47 +298,55 @@ class MatchTests(SynchronousTestCase):
 
     def test_constant_path_beats_param(self) -> None:
         """`/hello/person` is its own endpoint, not `/hello/:person`."""
-        found = self.endpoints.match("GET", "/hello/person")
+        found = self.endpoints.match("GET", at("/hello/person"))
         assert isinstance(found, Match)
         self.assertEqual(found.endpoint.path, "/hello/person")
 
     def test_not_found(self) -> None:
         """An unknown path is NOT_FOUND."""
-        self.assertIs(self.endpoints.match("GET", "/not/an/endpoint"), NOT_FOUND)
+        self.assertIs(self.endpoints.match("GET", at("/not/an/endpoint")), NOT_FOUND)
 
     def test_method_not_allowed(self) -> None:
         """A known path with another verb is 405 listing the path's verbs."""
         self.assertEqual(
-            self.endpoints.match("DELETE", "/message"), MethodNotAllowed(("GET", "PUT"))
+            self.endpoints.match("DELETE", at("/message")), MethodNotAllowed(("GET", "PUT"))
         )
-        self.assertEqual(self.endpoints.match("PATCH", "/people"), MethodNotAllowed(("GET", "POST", "PUT")))
+        self.assertEqual(self.endpoints.match("PATCH", at("/people")), MethodNotAllowed(("GET", "POST", "PUT")))
 
     def test_later_route_with_verb_wins_over_405(self) -> None:
         """If the first matching route lacks the verb, a later matching one that has it answers."""
         endpoints = parse_notebook(code("# GET /hello/world", "# POST /hello/:name"))
-        found = endpoints.match("POST", "/hello/world")
+        found = endpoints.match("POST", at("/hello/world"))
         assert isinstance(found, Match)
         self.assertEqual(found.path_params, {"name": "world"})
         self.assertEqual(
-            endpoints.match("PUT", "/hello/world"), MethodNotAllowed(("GET", "POST"))
+            endpoints.match("PUT", at("/hello/world")), MethodNotAllowed(("GET", "POST"))
         )
 
     def test_response_source(self) -> None:
         """A match carries the ResponseInfo code of its verb."""
         endpoints = parse_notebook(load("responses.ipynb"))
-        found = endpoints.match("GET", "/nocontent")
+        found = endpoints.match("GET", at("/nocontent"))
         assert isinstance(found, Match)
         self.assertIn("204", found.response_source or "")
 
     def test_multi_concatenated(self) -> None:
         """kernel_api's two `/multi` cells run as one source."""
-        found = self.endpoints.match("GET", "/multi")
+        found = self.endpoints.match("GET", at("/multi"))
         assert isinstance(found, Match)
         self.assertEqual(found.source, "# GET /multi\nx = 1\n# GET /multi\nprint('x is {}'.format(x))\n")
 
-    def test_bytes_path(self) -> None:
-        """A raw bytes path (as Twisted gives it) is accepted."""
-        self.assertIsInstance(self.endpoints.match("GET", b"/hello"), Match)
+    def test_path_is_refused(self) -> None:
+        """A raw path instead of decoded segments is a TypeError, never a silent per-character match."""
+        self.assertRaises(TypeError, self.endpoints.match, "GET", "/hello")
+        self.assertRaises(TypeError, self.endpoints.match, "GET", b"/hello")
+
+    def test_encoded_slash_stays_in_its_segment(self) -> None:
+        """A decoded segment holding ``/`` is one parameter value, never two segments."""
+        found = self.endpoints.match("GET", at("/hello/a%2Fb"))
+        assert isinstance(found, Match)
+        self.assertEqual(found.path_params, {"person": "a/b"})
+        self.assertIs(self.endpoints.match("GET", at("/hello%2Fperson")), NOT_FOUND)
 
 
 class NoEndpointsTests(SynchronousTestCase):
@@ -448,13 +463,13 @@ class SwaggerModeTests(SynchronousTestCase):
     def test_verbs_match_case_insensitively(self) -> None:
         """The spec's `get` key answers a GET request (the reference answered 405)."""
         endpoints = parse_notebook(load("swagger_api.ipynb"), mode="swagger")
-        found = endpoints.match("GET", "/item/5")
+        found = endpoints.match("GET", at("/item/5"))
         assert isinstance(found, Match)
         self.assertEqual(found.path_params, {"id": "5"})
         self.assertIsNotNone(found.response_source)
-        self.assertIsInstance(endpoints.match("GET", "/hello"), Match)
-        self.assertIsInstance(endpoints.match("POST", "/item"), Match)
-        self.assertEqual(endpoints.match("DELETE", "/hello"), MethodNotAllowed(("GET",)))
+        self.assertIsInstance(endpoints.match("GET", at("/hello")), Match)
+        self.assertIsInstance(endpoints.match("POST", at("/item")), Match)
+        self.assertEqual(endpoints.match("DELETE", at("/hello")), MethodNotAllowed(("GET",)))
 
     def test_no_spec(self) -> None:
         """Without a spec nothing is routed and the absence is reported."""
@@ -506,11 +521,11 @@ class PropertyTests(SynchronousTestCase):
         st.text(max_size=30),
     )
     def test_never_raises(self, cells: list[tuple[str, str]], mode: str, path: str) -> None:
-        """Parsing then matching any path works for any cells in both modes."""
+        """Parsing then matching any decoded segments works for any cells in both modes."""
         endpoints = parse_notebook(cells, mode=mode)  # type: ignore[arg-type]
         for method in ("GET", "POST", "PATCH"):
-            endpoints.match(method, path)
-            endpoints.match(method, "/" + path)
+            endpoints.match(method, tuple(path.split("/")))
+            endpoints.match(method, ("", *path.split("/")))
 
 
 class ResourceNotebookTests(SynchronousTestCase):
@@ -535,7 +550,7 @@ class ResourceNotebookTests(SynchronousTestCase):
             ("GET", "/env_kernel_gateway"), ("GET", "/input"), ("GET", "/die"),
         }  # fmt: skip
         for method, path in wanted:
-            self.assertIsInstance(endpoints.match(method, path), Match, f"{method} {path}")
+            self.assertIsInstance(endpoints.match(method, at(path)), Match, f"{method} {path}")
         self.assertIn("hello_message = 'hello {}'\npeople = ['Corey', 'Nitin', 'Pete']", endpoints.seed_cells)
 
     def test_unknown_kernel(self) -> None:

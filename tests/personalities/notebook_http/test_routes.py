@@ -185,6 +185,16 @@ class KernelApiTests(TestCase):
         self.assertEqual((yield fetch(self.daemon, "GET", "/public/")).status, 403)
         self.assertEqual((yield fetch(self.daemon, "GET", "/public/missing.html")).status, 404)
         self.assertEqual((yield fetch(self.daemon, "GET", "/public/..%2Fkernel_api.ipynb")).status, 404)
+        # One decoded path for the token check, /public/ and the endpoints: encoding changes nothing.
+        encoded = yield fetch(self.daemon, "GET", "/%70ublic/index.html")
+        self.assertEqual((encoded.status, encoded.body), (index.status, index.body))
+        self.assertEqual((yield fetch(self.daemon, "GET", "/publi%63/")).status, 403)
+        self.assertEqual((yield fetch(self.daemon, "GET", "/public%2Findex.html")).status, 401)
+        self.assertEqual((yield fetch(self.daemon, "GET", "/hell%6F")).status, 401)
+        self.assertEqual((yield self.get("/hell%6F")).body, (yield self.get("/hello")).body)
+        # DNS rebinding: a loopback listener answers only loopback names.
+        rebound = yield fetch(self.daemon, "GET", "/public/index.html", headers={"Host": "evil.example"})
+        self.assertEqual((rebound.status, rebound.json()["reason"]), (403, "Forbidden"))
 
     @defer.inlineCallbacks
     def test_failures_never_hang(self) -> Any:
