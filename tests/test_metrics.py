@@ -144,8 +144,9 @@ class LabelAbuseTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         machine = fake_machine(self.mktemp())
         kernels = Kernels(machine.specs, machine.launcher, machine.sockets, machine.clock)
-        gateway = Gateway(default_config(auth_token="s3cret"), kernels, machine.specs, machine.clock)
-        self.site = build_site(gateway)
+        settings = default_config(auth_token="s3cret")
+        gateway = Gateway(kernels, machine.specs, machine.clock)
+        self.site = build_site(settings, gateway)
         self.metrics = gateway.metrics
 
     def send(self, method: bytes, path: bytes) -> None:

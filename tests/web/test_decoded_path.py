@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
@@ -107,10 +108,10 @@ class JupyterWebsocketTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         machine = fake_machine(self.mktemp())
-        config = default_config(auth_token=TOKEN, base_url="/gw/")
+        settings = default_config(auth_token=TOKEN, base_url="/gw/")
         kernels = Kernels(machine.specs, machine.launcher, machine.sockets, machine.clock)
-        gateway = Gateway(config, kernels, machine.specs, machine.clock)
-        self.answer = Answers(self, build_site(gateway).resource, lambda: machine.clock.advance(0))
+        gateway = Gateway(kernels, machine.specs, machine.clock, base_url=settings.base_url)
+        self.answer = Answers(self, build_site(settings, gateway).resource, lambda: machine.clock.advance(0))
 
     def test_routes_cover_public_and_protected(self) -> None:
         """The route list is not empty and holds both public and token-protected routes."""
@@ -185,7 +186,7 @@ class NotebookHttpTests(SynchronousTestCase):
         routes = NotebookRoutes(
             parse_notebook(CELLS), FakePool(), swagger=b"{}", source=b"notebook", public=public, auth_token=TOKEN  # type: ignore[arg-type]
         )
-        gateway = Gateway(default_config(auth_token=TOKEN), None, None, None)  # type: ignore[arg-type]
+        gateway = Gateway(None, None, Clock())  # type: ignore[arg-type]
         personality = NotebookHttpPersonality()
         mounts = [*ops_mounts(gateway), Mount((), routes.app.resource(), personality.is_public)]
         return Answers(self, GatewayResource("/", mounts, auth_token=TOKEN))

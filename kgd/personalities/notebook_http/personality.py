@@ -14,15 +14,7 @@ from zope.interface import implementer
 
 from kgd.interfaces import IPersonality
 from kgd.personalities.notebook_http.notebook_http_settings import NotebookHttpSettings
-
-#: The first segment of the ``--static-path`` files' paths.
-PUBLIC_PREFIX = "public"
-
-
-def under_public(segments: Sequence[str]) -> bool:
-    """True for a decoded path below ``/public/``: the static folder's, never an endpoint's."""
-    return len(segments) > 1 and segments[0] == PUBLIC_PREFIX
-
+from kgd.personalities.notebook_http.public_paths import under_public
 
 @implementer(IPlugin, IPersonality)
 class NotebookHttpPersonality:

@@ -35,7 +35,7 @@ from twisted.web.resource import IResource, Resource
 from kgd.personalities.notebook_http.annotations import Endpoints, Match, MethodNotAllowed
 from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import NO_BODY_STATUSES, HTTPResponse
-from kgd.personalities.notebook_http.personality import under_public
+from kgd.personalities.notebook_http.public_paths import under_public
 from kgd.personalities.notebook_http.kernel_pool import KernelPool, PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.request import (
     BadRequestBody,

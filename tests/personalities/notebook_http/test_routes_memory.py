@@ -17,7 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from kgd.personalities.notebook_http.annotations import parse_notebook
 from kgd.personalities.notebook_http.kernel_pool import PoolUnavailable, RequestTimeout
 from kgd.personalities.notebook_http.outputs import HTTPResponse
+from kgd.personalities.notebook_http.personality import NotebookHttpPersonality
 from kgd.personalities.notebook_http.routes import NotebookRoutes
+from kgd.web.resource import GatewayResource, Mount
 
 TOKEN = "route-secret"
 CELLS = [
@@ -64,10 +66,13 @@ class NotebookRoutesTests(SynchronousTestCase):
             auth_token=TOKEN,
             request_timeout=7.0,
         )
-        self.client = StubTreq(routes.app.resource())
+        # Behind the gateway's resource, as the daemon mounts it: it decodes the path the routes match.
+        mount = Mount((), routes.app.resource(), NotebookHttpPersonality().is_public)
+        self.client = StubTreq(GatewayResource("/", [mount], auth_token=TOKEN))
 
     def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, bytes]:
-        response = self.successResultOf(self.client.request(method, "http://gw" + path, **kwargs))
+        kwargs.setdefault("headers", {}).setdefault("Authorization", f"token {TOKEN}")
+        response = self.successResultOf(self.client.request(method, "http://127.0.0.1" + path, **kwargs))
         body = self.successResultOf(response.content())
         return response.code, response.headers, body
 
