@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from _floor import floor_execute, floor_kernel
-from _gateways import Gateway, add_common_arguments, measure_each, running_gateway, selected_gateways
+from _gateways import (UNLIMITED_IOPUB_ARGS, Gateway, add_common_arguments, measure_each, running_gateway,
+                       selected_gateways)
 from _kernel_client import TIMEOUT_S, ExecuteResult, gateway_kernel
 from _v1_client import SUBPROTOCOL as V1_SUBPROTOCOL
 from _v1_client import V1Channels
@@ -67,11 +68,6 @@ TRIVIAL_CELL = "1+1"
 OUTPUT_MB = 20
 OUTPUT_CELL = f"import sys\nfor _ in range({OUTPUT_MB}):\n    sys.stdout.write('x' * 1_000_000)\n"
 WARMUP_EXECUTES = 20
-# Gateway flags that turn off iopub rate limiting, so that all the output is forwarded.
-UNLIMITED_IOPUB_ARGS: dict[str, list[str]] = {
-    "reference": ["--ZMQChannelsWebsocketConnection.limit_rate=False"],
-    "kgd": [],
-}
 
 # Channels WebSocket protocols, each driven by its own client, the same for both gateways.
 PROTOCOLS = {
