@@ -112,6 +112,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, runs_default: int, run
                         help="start the gateways with this auth token and send it (default: no auth)")
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated integers, such as ``1000,5000``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def kgd_available() -> bool:
     """Whether kgd's twistd plugin can be loaded by this interpreter."""
     try:

@@ -47,10 +47,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from _gateways import (STANDIN_KERNEL, UNLIMITED_IOPUB_ARGS, Gateway, add_common_arguments, measure_each,
-                       running_gateway, selected_gateways, set_open_files_limit)
+from _gateways import (STANDIN_KERNEL, UNLIMITED_IOPUB_ARGS, Gateway, add_common_arguments, int_list,
+                       measure_each, running_gateway, selected_gateways, set_open_files_limit)
 from _kernel_client import execute_content, started_kernels
-from _report import Metrics, Row, percentile, print_table
+from _report import (Metrics, Row, describe_failure, percentile, print_failures, print_table, round_tag,
+                     round_tags)
 from _v1_client import V1Channels
 
 KERNELS = 10
@@ -83,7 +84,7 @@ class Crowd:
 
 def rows(counts: Sequence[int], runs: int) -> list[Row]:
     table = []
-    for tag in _tags(counts, runs):
+    for tag in round_tags(counts, runs):
         table += [
             Row(f"[{tag}] opened (101)", f"opened.{tag}", "{:.0f}"),
             Row(f"[{tag}] worked (got their reply)", f"worked.{tag}", "{:.0f}"),
@@ -106,18 +107,6 @@ def rows(counts: Sequence[int], runs: int) -> list[Row]:
     return table
 
 
-def _tags(counts: Sequence[int], runs: int) -> list[str]:
-    return [str(n) if runs == 1 else f"{n} #{run}" for n in counts for run in range(1, runs + 1)]
-
-
-def _describe(exc: BaseException) -> str:
-    """A failure's kind, short enough to count identical ones together."""
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:80]}" if text else type(exc).__name__
-
-
 async def _request(channels: V1Channels, index: int) -> None:
     """The one request a connection makes: kernel_info or execute, alternately."""
     if index % 2:
@@ -130,7 +119,7 @@ async def _discard(channels: V1Channels) -> str:
     try:
         return await channels.discard_until_closed()
     except Exception as exc:  # noqa: BLE001 - a stream left mid-frame by a timed-out request
-        return _describe(exc)
+        return describe_failure(exc)
 
 
 async def _connect(gateway: Gateway, kernel_id: str, index: int, gate: asyncio.Semaphore,
@@ -140,14 +129,14 @@ async def _connect(gateway: Gateway, kernel_id: str, index: int, gate: asyncio.S
         try:
             channels = await asyncio.wait_for(V1Channels.open(gateway, kernel_id), limits.timeout)
         except Exception as exc:  # noqa: BLE001 - counted by kind
-            crowd.failures[f"handshake: {_describe(exc)}"] += 1
+            crowd.failures[f"handshake: {describe_failure(exc)}"] += 1
             return
     crowd.opened.append(channels)
     crowd.opened_at.append(time.perf_counter() - crowd.began)
     try:
         await asyncio.wait_for(_request(channels, index), limits.timeout)
     except Exception as exc:  # noqa: BLE001 - counted by kind
-        crowd.failures[f"opened (101), then no reply: {_describe(exc)}"] += 1
+        crowd.failures[f"opened (101), then no reply: {describe_failure(exc)}"] += 1
     else:
         crowd.replied_at.append(time.perf_counter() - crowd.began)
         crowd.worked.add(channels)
@@ -155,7 +144,7 @@ async def _connect(gateway: Gateway, kernel_id: str, index: int, gate: asyncio.S
         crowd.readers[channels] = asyncio.create_task(_discard(channels))
 
 
-async def _open_crowd(gateway: Gateway, kernel_ids: Sequence[str], count: int, limits: Limits) -> Crowd:
+async def open_crowd(gateway: Gateway, kernel_ids: Sequence[str], count: int, limits: Limits) -> Crowd:
     """Open ``count`` connections over ``kernel_ids``; whatever is not done by ``max_seconds`` fails."""
     crowd = Crowd(began=time.perf_counter())
     gate = asyncio.Semaphore(limits.parallel)
@@ -170,7 +159,7 @@ async def _open_crowd(gateway: Gateway, kernel_ids: Sequence[str], count: int, l
     return crowd
 
 
-async def _close_crowd(crowd: Crowd) -> None:
+async def close_crowd(crowd: Crowd) -> None:
     """Close every opened connection, the bounded polite way first, then abort the rest."""
     for reader in crowd.readers.values():
         reader.cancel()
@@ -198,7 +187,7 @@ async def _probe_or_note(channels: V1Channels, limits: Limits, prefix: str, fail
     try:
         measured = await _probe(channels, limits.probes, limits.timeout)
     except Exception as exc:  # noqa: BLE001 - the probe failing is a result too
-        failures[f"probe ({prefix}): {_describe(exc)}"] += 1
+        failures[f"probe ({prefix}): {describe_failure(exc)}"] += 1
         return {}
     return {f"{prefix}_{key}": value for key, value in measured.items()}
 
@@ -225,7 +214,7 @@ async def _measure_crowd(gateway: Gateway, probe: V1Channels, kernel_ids: Sequen
     metrics: Metrics = {"rss_before": gateway.rss_mib()}
     files_before = gateway.open_files()
     metrics |= await _probe_or_note(probe, limits, "probe_idle", failures)
-    crowd = await _open_crowd(gateway, kernel_ids, count, limits)
+    crowd = await open_crowd(gateway, kernel_ids, count, limits)
     try:
         failures.update(crowd.failures)
         await asyncio.sleep(SETTLE_S)
@@ -248,7 +237,7 @@ async def _measure_crowd(gateway: Gateway, probe: V1Channels, kernel_ids: Sequen
             if crowd.readers[channels].done():
                 failures[f"worked, then {crowd.readers[channels].result()}"] += 1
     finally:
-        await _close_crowd(crowd)
+        await close_crowd(crowd)
     await asyncio.sleep(SETTLE_S)
     metrics["rss_closed"] = gateway.rss_mib()
     return metrics, failures
@@ -266,7 +255,7 @@ def measure(only: str, counts: Sequence[int], runs: int, limits: Limits, daemon_
             with running_gateway(name, auth_token=auth_token, extra_args=UNLIMITED_IOPUB_ARGS[name],
                                  open_files=daemon_open_files) as gateway:
                 for run in range(1, runs + 1):
-                    tag = str(count) if runs == 1 else f"{count} #{run}"
+                    tag = round_tag(count, run, runs)
                     print(f"[{name}] {tag}: {count} connections over {KERNELS} stand-in kernels", flush=True)
                     measured, failed = asyncio.run(_round(gateway, count, limits))
                     metrics |= {f"{key}.{tag}": value for key, value in measured.items()}
@@ -278,24 +267,10 @@ def measure(only: str, counts: Sequence[int], runs: int, limits: Limits, daemon_
     return columns, failures
 
 
-def _print_failures(failures: dict[str, Counter[str]]) -> None:
-    for name, kinds in failures.items():
-        if not kinds:
-            print(f"  {name}: no failures")
-            continue
-        print(f"  {name} failures:")
-        for kind, n in sorted(kinds.items()):
-            print(f"    {n:6d} x {kind}")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(","))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, runs_default=1, runs_help="rounds per N on the same daemon (default: 1)")
-    parser.add_argument("--connections", type=_int_list, default=(1000, 5000),
+    parser.add_argument("--connections", type=int_list, default=(1000, 5000),
                         help="numbers of concurrent connections, comma-separated (default: 1000,5000)")
     parser.add_argument("--parallel", type=int, default=200, help="handshakes in flight at once (default: 200)")
     parser.add_argument("--timeout", type=float, default=30.0,
@@ -316,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(f"Connections over {KERNELS} stand-in kernels (daemon RLIMIT_NOFILE {daemon_open_files}, "
                 f"timeout {limits.timeout:g} s, bound {limits.max_seconds:g} s)",
                 columns, rows(args.connections, args.runs))
-    _print_failures(failures)
+    print_failures(failures)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from _gateways import (IPYKERNEL, STANDIN_KERNEL, UNLIMITED_IOPUB_ARGS, Gateway, add_common_arguments,
-                       measure_each, running_gateway, selected_gateways)
+                       int_list, measure_each, running_gateway, selected_gateways)
 from _kernel_client import Channels, started_kernels
 from _report import Metrics, Row, percentile, print_table
 
@@ -146,10 +146,6 @@ def measure(only: str, fan_out: FanOut, auth_token: str | None) -> dict[str, Met
     return columns
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(","))
-
-
 def _kind_list(text: str) -> tuple[str, ...]:
     kinds = tuple(text.split(","))
     unknown = set(kinds) - set(KINDS)
@@ -161,7 +157,7 @@ def _kind_list(text: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, runs_default=1, runs_help="timed runs per configuration (default: 1)")
-    parser.add_argument("--kernels", type=_int_list, default=(8, 32),
+    parser.add_argument("--kernels", type=int_list, default=(8, 32),
                         help="kernel counts, comma-separated (default: 8,32)")
     parser.add_argument("--kinds", type=_kind_list, default=tuple(KINDS),
                         help="kernel kinds, comma-separated: ipykernel, standin (default: both)")
