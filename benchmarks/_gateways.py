@@ -213,8 +213,8 @@ def _gateway_env(jupyter_dir: Path) -> dict[str, str]:
     return env
 
 
-def _write_kernelspecs(jupyter_dir: Path) -> None:
-    """The ``python3`` and ``standin`` kernelspecs, both run by this interpreter.
+def write_kernelspecs(jupyter_dir: Path) -> None:
+    """Write the ``python3`` and ``standin`` kernelspecs, both run by this interpreter, under ``jupyter_dir/kernels``.
 
     ``python3`` shadows the installed ones: each gateway would otherwise launch
     kernels with its own venv's Python, whose import time differs; with this
@@ -365,7 +365,7 @@ def running_gateway(name: str, *, auth_token: str | None = None, notebook: Noteb
     with tempfile.TemporaryDirectory(prefix=f"kgd-bench-{name}-") as workdir:
         log = Path(workdir, "gateway.log")
         jupyter_dir = Path(workdir, "jupyter")
-        _write_kernelspecs(jupyter_dir)
+        write_kernelspecs(jupyter_dir)
         with log.open("wb") as log_file:
             process = subprocess.Popen([*_command(name, port, auth_token, notebook), *extra_args], cwd=workdir,
                                        env=_gateway_env(jupyter_dir), stdin=subprocess.DEVNULL,
