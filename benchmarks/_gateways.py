@@ -366,11 +366,12 @@ def running_gateway(name: str, *, auth_token: str | None = None, notebook: Noteb
         log = Path(workdir, "gateway.log")
         jupyter_dir = Path(workdir, "jupyter")
         write_kernelspecs(jupyter_dir)
+        limit_open_files = None if open_files is None else partial(set_open_files_limit, open_files)
         with log.open("wb") as log_file:
             process = subprocess.Popen([*_command(name, port, auth_token, notebook), *extra_args], cwd=workdir,
                                        env=_gateway_env(jupyter_dir), stdin=subprocess.DEVNULL,
                                        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                       preexec_fn=None if open_files is None else partial(set_open_files_limit, open_files))
+                                       preexec_fn=limit_open_files)
         gateway = Gateway(name=name, port=port, pid=process.pid, auth_token=auth_token)
         tracker = _DescendantTracker(process.pid)
         try:

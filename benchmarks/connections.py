@@ -63,6 +63,8 @@ CLOSE_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Limits:
+    """How hard the client pushes and how long it waits: handshakes in flight, each step's timeout, the bound."""
+
     parallel: int
     timeout: float
     max_seconds: float
