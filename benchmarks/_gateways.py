@@ -218,12 +218,16 @@ def write_kernelspecs(jupyter_dir: Path) -> None:
 
     ``python3`` shadows the installed ones: each gateway would otherwise launch
     kernels with its own venv's Python, whose import time differs; with this
-    spec both gateways (and the floor, whose default spec resolves to the same
-    command) start the same kernel. ``standin`` runs ``standin_kernel.py``,
-    interrupted by message since it ignores SIGINT.
+    spec both gateways (and the floor) start the same kernel. Its history is
+    kept in memory: by default every ipykernel on the machine writes each
+    execute to one shared SQLite file, and with several kernels busy their
+    waits for its lock (up to seconds) swamp the gateways' p99 and fairness.
+    ``standin`` runs ``standin_kernel.py``, interrupted by message since it
+    ignores SIGINT.
     """
     specs = {
-        IPYKERNEL: {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        IPYKERNEL: {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                             "--HistoryManager.hist_file=:memory:"],
                     "display_name": "Python 3 (benchmark)", "language": "python"},
         STANDIN_KERNEL: {"argv": [sys.executable, str(STANDIN_SCRIPT), "{connection_file}"],
                          "display_name": "Stand-in kernel (benchmark)", "language": "python",
