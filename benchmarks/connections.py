@@ -10,16 +10,17 @@ What is measured, per gateway and per ``--connections`` N (default 1000 and
 
 1. The daemon starts with its soft RLIMIT_NOFILE at ``--daemon-open-files``
    (default: the hard limit); this client raises its own to the hard limit.
-   11 stand-in kernels are started: 10 for the N connections, one for the probe.
+   ``--kernels`` (10) stand-in kernels are started for the N connections, and one for the probe.
 2. The probe, one more connection on its own kernel, times ``--probes``
    sequential ``execute('pass')`` round trips (send until iopub idle) on the
    idle daemon.
 3. N connections are opened by this one asyncio client, at most
-   ``--parallel`` handshakes in flight, spread round-robin over the 10 kernels.
+   ``--parallel`` handshakes in flight, spread round-robin over those kernels.
    Each one, as soon as it is open, sends one request (``kernel_info`` or
    ``execute('pass')``, alternately) and waits for its reply on shell; from then
    on it is read and discarded (every connection receives all iopub messages
-   of its kernel, so the others' requests reach it too). Each handshake and
+   of its kernel, so the others' requests reach it too: about 3 N^2 / (2 x
+   kernels) frames in all, 3.75 million for 5000 over 10). Each handshake and
    each reply has a timeout (``--timeout``), and the whole phase is bounded by
    ``--max-seconds``: a gateway that breaks makes failures, never a hang.
 4. With all of them open: daemon RSS and open files, and the probe's round
@@ -54,7 +55,6 @@ from _report import (Metrics, Row, describe_failure, percentile, print_failures,
                      round_tags)
 from _v1_client import V1Channels
 
-KERNELS = 10
 CELL = "pass"
 WARMUP_PROBES = 20
 SETTLE_S = 2.0
@@ -194,9 +194,9 @@ async def _probe_or_note(channels: V1Channels, limits: Limits, prefix: str, fail
     return {f"{prefix}_{key}": value for key, value in measured.items()}
 
 
-async def _round(gateway: Gateway, count: int, limits: Limits) -> tuple[Metrics, Counter[str]]:
+async def _round(gateway: Gateway, count: int, kernels_count: int, limits: Limits) -> tuple[Metrics, Counter[str]]:
     """One round: kernels, idle probe, N connections, measurements, cleanup."""
-    async with started_kernels(gateway, KERNELS + 1, STANDIN_KERNEL) as kernels:
+    async with started_kernels(gateway, kernels_count + 1, STANDIN_KERNEL) as kernels:
         if kernels.failures:
             raise RuntimeError(f"{len(kernels.failures)} stand-in kernels did not start: {kernels.failures[0]}")
         probe_kernel, *crowd_kernels = kernels.ids
@@ -245,8 +245,8 @@ async def _measure_crowd(gateway: Gateway, probe: V1Channels, kernel_ids: Sequen
     return metrics, failures
 
 
-def measure(only: str, counts: Sequence[int], runs: int, limits: Limits, daemon_open_files: int,
-            auth_token: str | None) -> tuple[dict[str, Metrics | None], dict[str, Counter[str]]]:
+def measure(only: str, counts: Sequence[int], kernels: int, runs: int, limits: Limits, daemon_open_files: int,
+             auth_token: str | None) -> tuple[dict[str, Metrics | None], dict[str, Counter[str]]]:
     """Metrics per gateway column (None when not run) and the failures each gateway had, by kind."""
     failures: dict[str, Counter[str]] = {}
 
@@ -258,8 +258,8 @@ def measure(only: str, counts: Sequence[int], runs: int, limits: Limits, daemon_
                                  open_files=daemon_open_files) as gateway:
                 for run in range(1, runs + 1):
                     tag = round_tag(count, run, runs)
-                    print(f"[{name}] {tag}: {count} connections over {KERNELS} stand-in kernels", flush=True)
-                    measured, failed = asyncio.run(_round(gateway, count, limits))
+                    print(f"[{name}] {tag}: {count} connections over {kernels} stand-in kernels", flush=True)
+                    measured, failed = asyncio.run(_round(gateway, count, kernels, limits))
                     metrics |= {f"{key}.{tag}": value for key, value in measured.items()}
                     failures[name].update({f"[{tag}] {kind}": n for kind, n in failed.items()})
         return metrics
@@ -274,11 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     add_common_arguments(parser, runs_default=1, runs_help="rounds per N on the same daemon (default: 1)")
     parser.add_argument("--connections", type=int_list, default=(1000, 5000),
                         help="numbers of concurrent connections, comma-separated (default: 1000,5000)")
+    parser.add_argument("--kernels", type=int, default=10,
+                        help="stand-in kernels the connections are spread over (default: 10)")
     parser.add_argument("--parallel", type=int, default=200, help="handshakes in flight at once (default: 200)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds for each handshake, each reply and each probe (default: 30)")
-    parser.add_argument("--max-seconds", type=float, default=300.0,
-                        help="bound on opening all N connections and getting their replies (default: 300)")
+    parser.add_argument("--max-seconds", type=float, default=600.0,
+                        help="bound on opening all N connections and getting their replies (default: 600)")
     parser.add_argument("--probes", type=int, default=200, help="probe round trips per state (default: 200)")
     parser.add_argument("--daemon-open-files", type=int, default=None,
                         help="the daemon's soft RLIMIT_NOFILE (default: the hard limit)")
@@ -289,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: this client may open only {client_limit} files, fewer than {needed}", file=sys.stderr)
     daemon_open_files = args.daemon_open_files or resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     limits = Limits(parallel=args.parallel, timeout=args.timeout, max_seconds=args.max_seconds, probes=args.probes)
-    columns, failures = measure(args.only, args.connections, args.runs, limits, daemon_open_files, args.auth_token)
-    print_table(f"Connections over {KERNELS} stand-in kernels (daemon RLIMIT_NOFILE {daemon_open_files}, "
+    columns, failures = measure(args.only, args.connections, args.kernels, args.runs, limits, daemon_open_files,
+                                args.auth_token)
+    print_table(f"Connections over {args.kernels} stand-in kernels (daemon RLIMIT_NOFILE {daemon_open_files}, "
                 f"timeout {limits.timeout:g} s, bound {limits.max_seconds:g} s)",
                 columns, rows(args.connections, args.runs))
     print_failures(failures)
