@@ -23,7 +23,9 @@ What it does, per the connection file (transport, ip, ports, key, scheme):
 - exits when its parent process goes away, and ignores SIGINT (the kernelspec
   written by ``_gateways`` asks for ``interrupt_mode: message``).
 
-It imports only pyzmq and the standard library, so it costs a few MiB.
+It imports only pyzmq and the standard library: ~21 MiB RSS, of which ~9 MiB
+is its own (dirty) memory, the rest the interpreter's and libraries' pages
+that every stand-in shares.
 """
 
 from __future__ import annotations
