@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     title = (f"Channels WebSocket: {workload.runs} output cells" if workload.output_only else
              f"Channels WebSocket: {workload.count} round trips, {workload.runs} output cells, "
              f"{workload.kernels} kernels x {workload.per_kernel} executes")
-    print_table(title, columns, ROWS)
+    measured = {key for metrics in columns.values() if metrics for key in metrics}
+    print_table(title, columns, [row for row in ROWS if row.key in measured])
     for protocol, description in PROTOCOLS.items():
         print(f"  [{protocol}] {description}")
 
