@@ -6,7 +6,9 @@ port, with a private temporary working directory (kernel cwd, twistd pidfile,
 gateway log), and handed to the benchmark once an HTTP GET answers 200.
 
 Both gateways get the same ``python3`` kernelspec (this interpreter's
-ipykernel) so that kernel start-up cost is identical on both sides.
+ipykernel) so that kernel start-up cost is identical on both sides, and the
+``standin`` kernelspec (``standin_kernel.py``, a few-MiB protocol-correct
+stand-in) for measuring a gateway's own cost per kernel.
 
 Kernels are started by the gateway in their own process groups, so stopping
 the gateway's group is not enough to be sure none survives. A background
@@ -22,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -31,15 +34,26 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from _procfs import open_files
 from _reference import ensure_reference_venv
 from _report import Metrics
 
 GATEWAYS = ("kgd", "reference")
+IPYKERNEL = "python3"
+STANDIN_KERNEL = "standin"
+STANDIN_SCRIPT = Path(__file__).with_name("standin_kernel.py")
+# Gateway flags that turn off iopub rate limiting, so that all the output is forwarded.
+UNLIMITED_IOPUB_ARGS: dict[str, list[str]] = {
+    "reference": ["--ZMQChannelsWebsocketConnection.limit_rate=False"],
+    "kgd": [],
+}
 STOP_GRACE_S = 15.0
 KILL_GRACE_S = 5.0
 TRACK_INTERVAL_S = 1.0
@@ -76,6 +90,10 @@ class Gateway:
         """Resident set size of the gateway process itself (kernels excluded)."""
         return read_rss_kib(self.pid) / 1024
 
+    def open_files(self) -> Counter[str]:
+        """The gateway process's open files by kind: see ``_procfs``."""
+        return open_files(self.pid, self.port)
+
 
 @dataclass(frozen=True)
 class NotebookHttp:
@@ -92,6 +110,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, runs_default: int, run
     parser.add_argument("--runs", type=int, default=runs_default, help=runs_help)
     parser.add_argument("--auth-token", default=None,
                         help="start the gateways with this auth token and send it (default: no auth)")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated integers, such as ``1000,5000``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def kgd_available() -> bool:
@@ -131,6 +157,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def set_open_files_limit(soft: int | None = None) -> int:
+    """Set this process's soft RLIMIT_NOFILE to ``soft`` (default and at most: the hard limit); return it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if soft is None or (hard != resource.RLIM_INFINITY and soft > hard) else soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    return limit
 
 
 def read_rss_kib(pid: int) -> int:
@@ -179,18 +213,30 @@ def _gateway_env(jupyter_dir: Path) -> dict[str, str]:
     return env
 
 
-def _write_kernelspec(jupyter_dir: Path) -> None:
-    """A ``python3`` kernelspec running this interpreter's ipykernel, shadowing the installed ones.
+def write_kernelspecs(jupyter_dir: Path) -> None:
+    """Write the ``python3`` and ``standin`` kernelspecs, both run by this interpreter, under ``jupyter_dir/kernels``.
 
-    Each gateway would otherwise launch kernels with its own venv's Python,
-    whose import time differs; with this spec both gateways (and the floor,
-    whose default spec resolves to the same command) start the same kernel.
+    ``python3`` shadows the installed ones: each gateway would otherwise launch
+    kernels with its own venv's Python, whose import time differs; with this
+    spec both gateways (and the floor) start the same kernel. Its history is
+    kept in memory: by default every ipykernel on the machine writes each
+    execute to one shared SQLite file, and with several kernels busy their
+    waits for its lock (up to seconds) swamp the gateways' p99 and fairness.
+    ``standin`` runs ``standin_kernel.py``, interrupted by message since it
+    ignores SIGINT.
     """
-    spec_dir = jupyter_dir / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (benchmark)", "language": "python"}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    specs = {
+        IPYKERNEL: {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                             "--HistoryManager.hist_file=:memory:"],
+                    "display_name": "Python 3 (benchmark)", "language": "python"},
+        STANDIN_KERNEL: {"argv": [sys.executable, str(STANDIN_SCRIPT), "{connection_file}"],
+                         "display_name": "Stand-in kernel (benchmark)", "language": "python",
+                         "interrupt_mode": "message"},
+    }
+    for name, spec in specs.items():
+        spec_dir = jupyter_dir / "kernels" / name
+        spec_dir.mkdir(parents=True)
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
 
 
 # --- process tracking -------------------------------------------------------------------------
@@ -309,10 +355,12 @@ def _tail(log: Path, lines: int = 30) -> str:
 @contextmanager
 def running_gateway(name: str, *, auth_token: str | None = None, notebook: NotebookHttp | None = None,
                     extra_args: Sequence[str] = (), ready_path: str = "/api",
-                    startup_timeout: float = 90.0) -> Iterator[Gateway]:
+                    startup_timeout: float = 90.0, open_files: int | None = None) -> Iterator[Gateway]:
     """Run gateway ``name`` ("kgd" or "reference") for the duration of the block.
 
-    ``extra_args`` are appended to the gateway's command line.
+    ``extra_args`` are appended to the gateway's command line. With
+    ``open_files`` the gateway starts with that soft RLIMIT_NOFILE (capped at
+    the hard limit; its kernels inherit it) instead of this process's.
 
     On exit the gateway is stopped and any kernel it leaves behind is killed;
     a warning names the PIDs that had to be killed that way.
@@ -321,11 +369,13 @@ def running_gateway(name: str, *, auth_token: str | None = None, notebook: Noteb
     with tempfile.TemporaryDirectory(prefix=f"kgd-bench-{name}-") as workdir:
         log = Path(workdir, "gateway.log")
         jupyter_dir = Path(workdir, "jupyter")
-        _write_kernelspec(jupyter_dir)
+        write_kernelspecs(jupyter_dir)
+        limit_open_files = None if open_files is None else partial(set_open_files_limit, open_files)
         with log.open("wb") as log_file:
             process = subprocess.Popen([*_command(name, port, auth_token, notebook), *extra_args], cwd=workdir,
                                        env=_gateway_env(jupyter_dir), stdin=subprocess.DEVNULL,
-                                       stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                                       stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                       preexec_fn=limit_open_files)
         gateway = Gateway(name=name, port=port, pid=process.pid, auth_token=auth_token)
         tracker = _DescendantTracker(process.pid)
         try:

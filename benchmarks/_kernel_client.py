@@ -14,17 +14,18 @@ import asyncio
 import http.client
 import json
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from _gateways import Gateway
+from _gateways import IPYKERNEL, Gateway
 
 TIMEOUT_S = 60.0
 
@@ -45,9 +46,9 @@ def rest(gateway: Gateway, method: str, path: str, body: dict[str, Any] | None =
     return json.loads(data) if data else None
 
 
-def start_kernel(gateway: Gateway) -> str:
+def start_kernel(gateway: Gateway, kernel_name: str = IPYKERNEL) -> str:
     """POST /api/kernels; returns the kernel id."""
-    return rest(gateway, "POST", "/api/kernels", {"name": "python3"})["id"]
+    return rest(gateway, "POST", "/api/kernels", {"name": kernel_name})["id"]
 
 
 def delete_kernel(gateway: Gateway, kernel_id: str) -> None:
@@ -138,13 +139,14 @@ class Channels:
 
 
 @asynccontextmanager
-async def gateway_kernel(gateway: Gateway, channels_class: Any = None) -> AsyncIterator[Any]:
+async def gateway_kernel(gateway: Gateway, channels_class: Any = None,
+                         kernel_name: str = IPYKERNEL) -> AsyncIterator[Any]:
     """A kernel started through ``gateway`` whose channels answered kernel_info; deleted on exit.
 
     ``channels_class`` is the client to open (``Channels``, the legacy JSON one,
     by default; ``_v1_client.V1Channels`` for the v1 subprotocol).
     """
-    kernel_id = await asyncio.to_thread(start_kernel, gateway)
+    kernel_id = await asyncio.to_thread(start_kernel, gateway, kernel_name)
     try:
         channels = await (channels_class or Channels).open(gateway, kernel_id)
         try:
@@ -154,3 +156,48 @@ async def gateway_kernel(gateway: Gateway, channels_class: Any = None) -> AsyncI
             await channels.close()
     finally:
         await asyncio.to_thread(delete_kernel, gateway, kernel_id)
+
+
+@dataclass
+class StartedKernels:
+    """The kernels a gateway started (their ids) and why the others did not start."""
+
+    ids: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def started_kernels(gateway: Gateway, count: int, kernel_name: str = IPYKERNEL,
+                          parallel: int = 4) -> AsyncIterator[StartedKernels]:
+    """Start ``count`` kernels through ``gateway``, ``parallel`` at a time; delete them all on exit.
+
+    A failed start is recorded, not raised: at scale, how many start is a
+    result. No channels are opened.
+    """
+    started = StartedKernels()
+    gate = asyncio.Semaphore(parallel)
+
+    async def start_one() -> None:
+        async with gate:
+            try:
+                started.ids.append(await asyncio.to_thread(start_kernel, gateway, kernel_name))
+            except Exception as exc:  # noqa: BLE001 - counted and reported by the caller
+                started.failures.append(f"{type(exc).__name__}: {exc}")
+
+    try:
+        await asyncio.gather(*(start_one() for _ in range(count)))
+        yield started
+    finally:
+        await _delete_kernels(gateway, started.ids, gate)
+
+
+async def _delete_kernels(gateway: Gateway, kernel_ids: list[str], gate: asyncio.Semaphore) -> None:
+    """Delete every kernel in ``kernel_ids``; failures are printed (the gateway's teardown reaps the rest)."""
+    async def delete_one(kernel_id: str) -> None:
+        async with gate:
+            try:
+                await asyncio.to_thread(delete_kernel, gateway, kernel_id)
+            except Exception as exc:  # noqa: BLE001 - cleanup goes on with the others
+                print(f"warning: could not delete kernel {kernel_id}: {exc}", file=sys.stderr)
+
+    await asyncio.gather(*(delete_one(kernel_id) for kernel_id in kernel_ids))

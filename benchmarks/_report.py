@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,34 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
+
+
+def round_tag(size: int, run: int, runs: int) -> str:
+    """How a row names one round of a benchmark at one size: ``1000``, or ``1000 #2`` when rounds repeat."""
+    return str(size) if runs == 1 else f"{size} #{run}"
+
+
+def round_tags(sizes: Sequence[int], runs: int) -> list[str]:
+    return [round_tag(size, run, runs) for size in sizes for run in range(1, runs + 1)]
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A failure's kind, short enough to count identical ones together."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:80]}" if text else type(exc).__name__
+
+
+def print_failures(failures: dict[str, Counter[str]]) -> None:
+    """Per column, how many operations failed in which way (or that none did)."""
+    for name, kinds in failures.items():
+        if not kinds:
+            print(f"  {name}: no failures")
+            continue
+        print(f"  {name} failures:")
+        for kind, count in sorted(kinds.items()):
+            print(f"    {count:6d} x {kind}")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,10 @@ class V1Channels:
         finally:
             self._writer.close()
 
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake."""
+        self._writer.transport.abort()
+
     async def _drain_until_close(self) -> None:
         while True:
             opcode, _ = await self._frame()
@@ -129,16 +133,42 @@ class V1Channels:
 
     async def kernel_info(self) -> None:
         """Send kernel_info_request; return once its reply arrived."""
-        msg_id = self._send(new_message("kernel_info_request", {}, self._session))
+        await self.request("kernel_info_request", {})
+
+    async def request(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Send a shell request; return once its reply (``*_reply`` on shell, for this request) arrived."""
+        msg_id = self._send(new_message(msg_type, content, self._session))
+        reply_type = msg_type.replace("_request", "_reply")
         while True:
             parts = await self._message()
-            if json.loads(bytes(parts[2])).get("msg_id") != msg_id:
+            if parts[0] != b"shell" or json.loads(bytes(parts[2])).get("msg_id") != msg_id:
                 continue
-            if json.loads(bytes(parts[1]))["msg_type"] == "kernel_info_reply":
+            if json.loads(bytes(parts[1]))["msg_type"] == reply_type:
                 return
 
-    async def execute(self, code: str) -> ExecuteResult:
-        """Send execute_request; return once iopub reports idle for it."""
+    async def discard_until_closed(self) -> str:
+        """Read and drop every frame, answering pings, until the connection ends; say how it ended.
+
+        An open connection has to be read even while it is idle: every
+        connection to a kernel receives all its iopub messages.
+        """
+        try:
+            while True:
+                opcode, payload = await self._frame()
+                if opcode == _OP_PING:
+                    self._writer.write(_client_frame(_OP_PONG, payload))
+                elif opcode == _OP_CLOSE:
+                    code = _U16.unpack(payload[:2])[0] if len(payload) >= 2 else None
+                    return f"closed by the server (code {code})"
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            return f"connection lost ({type(exc).__name__})"
+
+    async def execute(self, code: str, exact_count: bool = True) -> ExecuteResult:
+        """Send execute_request; return once iopub reports idle for it.
+
+        With ``exact_count`` false, ``stream_bytes`` counts the stream messages'
+        JSON content rather than their text, so that no client work follows idle.
+        """
         msg_id = self._send(new_message("execute_request", execute_content(code), self._session))
         streams: list[memoryview] = []
         while True:
@@ -150,6 +180,8 @@ class V1Channels:
                 streams.append(parts[4])
             elif msg_type == "status" and json.loads(bytes(parts[4]))["execution_state"] == "idle":
                 idle_at = perf_counter()
+                if not exact_count:
+                    return ExecuteResult(sum(len(content) for content in streams), idle_at)
                 stream_bytes = sum(len(json.loads(bytes(content))["text"].encode()) for content in streams)
                 return ExecuteResult(stream_bytes, idle_at)
 

@@ -18,7 +18,7 @@ What is measured, per column (floor, kgd, reference):
 - execute round trip: ``1+1`` sent as execute_request, until iopub reports
   ``status: idle`` for it; ``--count`` sequential executes on one kernel after
   a warm-up, p50 and p99 in ms, and the p50/p99 overhead above the floor.
-- stdout throughput: a cell writing 20 MB to stdout; the bytes of the stream
+- stdout throughput: a cell writing 20 MB to stdout in 64 KiB writes; the bytes of the stream
   messages received until idle, divided by the time from send until the
   client saw idle; median of ``--runs`` (10) cells, in MB/s (10^6 bytes). Also the
   median send-to-idle time, its difference to the floor's, and the gateway
@@ -38,7 +38,8 @@ The clients set TCP_NODELAY. The reference does not disable Nagle on its
 side, so its small frames may wait for the client's delayed ACK (about 40 ms
 on Linux): that shows in its round trip and is what a real client sees.
 
-Run: ``python3 benchmarks/ws_roundtrip.py [--only kgd|reference|both] [--runs 10]``
+Run: ``python3 benchmarks/ws_roundtrip.py [--only kgd|reference|both] [--runs 10] [--output-only]``
+(``--output-only``: only the 20 MB rows, kgd, the reference and the floor in one run)
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from dataclasses import dataclass
 from functools import partial
 
 from _floor import floor_execute, floor_kernel
-from _gateways import Gateway, add_common_arguments, measure_each, running_gateway, selected_gateways
+from _gateways import (UNLIMITED_IOPUB_ARGS, Gateway, add_common_arguments, measure_each, running_gateway,
+                       selected_gateways)
 from _kernel_client import TIMEOUT_S, ExecuteResult, gateway_kernel
 from _v1_client import SUBPROTOCOL as V1_SUBPROTOCOL
 from _v1_client import V1Channels
@@ -65,13 +67,13 @@ CpuClock = Callable[[], float]
 
 TRIVIAL_CELL = "1+1"
 OUTPUT_MB = 20
-OUTPUT_CELL = f"import sys\nfor _ in range({OUTPUT_MB}):\n    sys.stdout.write('x' * 1_000_000)\n"
+OUTPUT_BYTES = OUTPUT_MB * 1_000_000
+OUTPUT_CHUNK = 64 * 1024
+# 20 MB to stdout in 64 KiB writes, as a program printing a large result does.
+OUTPUT_CELL = (f"import sys\nchunk = 'x' * {OUTPUT_CHUNK}\n"
+               f"for _ in range({OUTPUT_BYTES // OUTPUT_CHUNK}):\n    sys.stdout.write(chunk)\n"
+               f"sys.stdout.write('x' * {OUTPUT_BYTES % OUTPUT_CHUNK})\n")
 WARMUP_EXECUTES = 20
-# Gateway flags that turn off iopub rate limiting, so that all the output is forwarded.
-UNLIMITED_IOPUB_ARGS: dict[str, list[str]] = {
-    "reference": ["--ZMQChannelsWebsocketConnection.limit_rate=False"],
-    "kgd": [],
-}
 
 # Channels WebSocket protocols, each driven by its own client, the same for both gateways.
 PROTOCOLS = {
@@ -101,6 +103,7 @@ class Workload:
     runs: int
     kernels: int
     per_kernel: int
+    output_only: bool = False
 
 
 @asynccontextmanager
@@ -149,13 +152,13 @@ async def _output_throughput(execute: Executor, runs: int, cpu_seconds: CpuClock
         rates.append(result.stream_bytes / 1e6 / elapsed)
         times_ms.append(elapsed * 1000)
     metrics: Metrics = {"output_received_mb": min(received) / 1e6}
-    if min(received) == OUTPUT_MB * 1_000_000:
+    if min(received) == OUTPUT_BYTES:
         metrics["output_mbps"] = median(rates)
         metrics["output_ms"] = median(times_ms)
         if cpu_ms:  # a mean: the kernel counts CPU time in 10 ms ticks
             metrics["output_cpu_ms"] = sum(cpu_ms) / len(cpu_ms)
     else:
-        print(f"warning: only {min(received)} of {OUTPUT_MB * 1_000_000} stream bytes arrived; "
+        print(f"warning: only {min(received)} of {OUTPUT_BYTES} stream bytes arrived; "
               "throughput not reported", file=sys.stderr)
     return metrics
 
@@ -177,15 +180,17 @@ async def _concurrency(open_kernel: KernelOpener, kernels: int, per_kernel: int)
 
 async def _measure(open_kernel: KernelOpener, workload: Workload, cpu_seconds: CpuClock | None = None) -> Metrics:
     async with open_kernel() as execute:
-        metrics = await _round_trips(execute, workload.count)
+        metrics = {} if workload.output_only else await _round_trips(execute, workload.count)
         metrics |= await _output_throughput(execute, workload.runs, cpu_seconds)
-    metrics |= await _concurrency(open_kernel, workload.kernels, workload.per_kernel)
+    if not workload.output_only:
+        metrics |= await _concurrency(open_kernel, workload.kernels, workload.per_kernel)
     return metrics
 
 
 def _add_overhead(metrics: Metrics, floor: Metrics) -> None:
-    metrics["overhead_p50"] = metrics["rt_p50"] - floor["rt_p50"]
-    metrics["overhead_p99"] = metrics["rt_p99"] - floor["rt_p99"]
+    if "rt_p50" in metrics:
+        metrics["overhead_p50"] = metrics["rt_p50"] - floor["rt_p50"]
+        metrics["overhead_p99"] = metrics["rt_p99"] - floor["rt_p99"]
     if "output_ms" in metrics and "output_ms" in floor:
         metrics["output_overhead_ms"] = metrics["output_ms"] - floor["output_ms"]
 
@@ -226,12 +231,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kernels", type=int, default=8, help="concurrently driven kernels (default: 8)")
     parser.add_argument("--per-kernel", type=int, default=50,
                         help="executes per kernel in the concurrency test (default: 50)")
+    parser.add_argument("--output-only", action="store_true",
+                        help=f"only the {OUTPUT_MB} MB output rows: no round trips, no concurrency")
     args = parser.parse_args(argv)
-    workload = Workload(count=args.count, runs=args.runs, kernels=args.kernels, per_kernel=args.per_kernel)
+    workload = Workload(count=args.count, runs=args.runs, kernels=args.kernels, per_kernel=args.per_kernel,
+                        output_only=args.output_only)
     columns = measure(args.only, workload, args.auth_token)
-    title = (f"Channels WebSocket: {workload.count} round trips, {workload.runs} output cells, "
+    title = (f"Channels WebSocket: {workload.runs} output cells" if workload.output_only else
+             f"Channels WebSocket: {workload.count} round trips, {workload.runs} output cells, "
              f"{workload.kernels} kernels x {workload.per_kernel} executes")
-    print_table(title, columns, ROWS)
+    measured = {key for metrics in columns.values() if metrics for key in metrics}
+    print_table(title, columns, [row for row in ROWS if row.key in measured])
     for protocol, description in PROTOCOLS.items():
         print(f"  [{protocol}] {description}")
 
