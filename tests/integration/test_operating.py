@@ -162,9 +162,15 @@ class PrespawnReadinessTests(unittest.TestCase):
         self.addCleanup(daemon.stop)
         yield poll_until(lambda: "READY" in notify.keys(), timeout=60)
         self.assertEqual(notify.received[-1], {"READY": "1", "STATUS": "serving 2 kernels"})
-        events = [json.loads(line).get("event") for line in daemon.log.decode().splitlines() if line.startswith("{")]
-        self.assertEqual(events.count("kernel_started"), 2)
-        self.assertGreater(events.index("ready"), max(i for i, e in enumerate(events) if e == "kernel_started"))
+
+        def events() -> list[Any]:
+            return [json.loads(line).get("event") for line in daemon.log.decode().splitlines() if line.startswith("{")]
+
+        # The log arrives through a pipe, so it can trail the notify socket's READY.
+        yield poll_until(lambda: "ready" in events(), timeout=30)
+        seen = events()
+        self.assertEqual(seen.count("kernel_started"), 2)
+        self.assertGreater(seen.index("ready"), max(i for i, e in enumerate(seen) if e == "kernel_started"))
         status, _, body = yield Client(daemon).request("GET", "/readyz")
         self.assertEqual((status, body["checks"].get("prespawn")), (200, True))
 
