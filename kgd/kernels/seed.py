@@ -6,7 +6,8 @@ an unknown kernelspec or a language mismatch stops the daemon with a clear
 reason instead of failing every kernel later.  ``seed_hook(seed, ...)`` is a
 ``Kernels.prepare_hooks`` entry: it runs the code cells in order over the
 kernel's shell channel and fails the kernel's start (and so the request) at
-the first cell whose reply is not ``ok``, naming the error.
+the first cell whose reply is not ``ok``, naming the error.  The loop itself,
+``run_seed_cells``, is also how the notebook-http pool seeds its kernels.
 
 ``--seed-uri`` is a local path, used verbatim (``weirdly%20named#nb.ipynb``
 is a file name), or a ``file:`` URL, decoded as URLs are.
@@ -94,22 +95,59 @@ def load_seed(uri: str, specs: KernelSpecs, force_name: str = "") -> Seed:
     return Seed(uri, kernel_name, cells)
 
 
-def execute(kernel: Kernel, code: str, clock: IReactorTime, timeout: float) -> defer.Deferred[dict[str, Any]]:
-    """Run ``code`` on ``kernel`` over a shell connection of its own; fire with the reply's content.
+#: Runs one cell; fires with the error the kernel reported (``"Ename: evalue"``), or None if it ran cleanly.
+CellRunner = Callable[[str], "defer.Deferred[str | None]"]
 
-    Fails with ``KernelGone`` if the kernel dies for good, ``defer.TimeoutError``
-    after ``timeout`` seconds (a kernel shut down meanwhile never answers).
+
+def describe_cell(index: int, code: str) -> str:
+    """How an error names a seed cell: its number (from 1) and first line."""
+    lines = code.strip().splitlines()
+    return f"seed cell {index} ({lines[0][:60] if lines else ''!r})"
+
+
+@defer.inlineCallbacks
+def run_seed_cells(cells: tuple[str, ...], run_cell: CellRunner, clock: IReactorTime, timeout: float) -> Any:
+    """Run ``cells`` in order with ``run_cell``; fail with ``SeedFailed`` at the first that errs.
+
+    The one seeding loop, shared by the seed hook and the notebook-http pool.
+    A cell running longer than ``timeout`` seconds (0: no limit) fails too, so
+    a seed never hangs a kernel start.
+    """
+    for index, code in enumerate(cells, start=1):
+        running = run_cell(code)
+        if timeout > 0:
+            running.addTimeout(timeout, clock)
+        try:
+            error = yield running
+        except defer.TimeoutError:
+            raise SeedFailed(
+                f"Error seeding kernel memory: {describe_cell(index, code)} ran longer than {timeout:g} seconds"
+            ) from None
+        except KernelGone:
+            raise SeedFailed(f"Error seeding kernel memory: the kernel died during {describe_cell(index, code)}") from None
+        if error is not None:
+            raise SeedFailed(f"Error seeding kernel memory: {describe_cell(index, code)} failed with {error}")
+
+
+def execute(kernel: Kernel, code: str) -> defer.Deferred[str | None]:
+    """Run ``code`` on ``kernel`` over a shell connection of its own (a ``CellRunner``).
+
+    Fails with ``KernelGone`` if the kernel dies for good.
     """
     request = messages.new_message(
         "execute_request",
         {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
         session=kernel.session_id,
     )
-    replied: defer.Deferred[dict[str, Any]] = defer.Deferred()
+    replied: defer.Deferred[str | None] = defer.Deferred()
 
     def receive(channel: str, message: messages.RawMessage) -> None:
         if channel == "shell" and message.parent_msg_id == request.msg_id and not replied.called:
-            replied.callback(messages.parse_json_part(message.content))
+            reply = messages.parse_json_part(message.content)
+            if reply.get("status") == "ok":
+                replied.callback(None)
+            else:
+                replied.callback(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}".rstrip(": "))
 
     def died(message: messages.RawMessage) -> None:
         # The kernel broadcasts "dead" when it has died for good (restarts exhausted).
@@ -126,28 +164,15 @@ def execute(kernel: Kernel, code: str, clock: IReactorTime, timeout: float) -> d
         return result
 
     client.send("shell", request)
-    return replied.addTimeout(timeout, clock).addBoth(finished)
+    return replied.addBoth(finished)
 
 
 def seed_hook(seed: Seed, clock: IReactorTime, timeout: float) -> Callable[[Kernel], defer.Deferred[None] | None]:
     """A prepare hook that runs the seed's cells on each new kernel of the seed's kernelspec."""
 
-    @defer.inlineCallbacks
-    def run(kernel: Kernel) -> Any:
-        for index, code in enumerate(seed.cells, start=1):
-            try:
-                reply = yield execute(kernel, code, clock, timeout)
-            except defer.TimeoutError:
-                raise SeedFailed(f"Error seeding kernel memory: cell {index} ran longer than {timeout:g} seconds") from None
-            except KernelGone:
-                raise SeedFailed(f"Error seeding kernel memory: the kernel died during cell {index}") from None
-            if reply.get("status") != "ok":
-                error = f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}".rstrip(": ")
-                raise SeedFailed(f"Error seeding kernel memory: cell {index} failed with {error}")
-
     def hook(kernel: Kernel) -> defer.Deferred[None] | None:
         if kernel.spec_name != seed.kernel_name:
             return None
-        return run(kernel)
+        return run_seed_cells(seed.cells, lambda code: execute(kernel, code), clock, timeout)
 
     return hook

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
+from kgd.kernels.seed import run_seed_cells
 from kgd.personalities.notebook_http.outputs import (
     ExecutionOutcome,
     HTTPResponse,
@@ -58,10 +59,6 @@ class KernelLost(Exception):
 
 class GatewayStopping(KernelLost):
     """The daemon is stopping; the request will not complete."""
-
-
-class SeedError(Exception):
-    """A seed cell failed; the message names the cell and the error."""
 
 
 class _Execution:
@@ -134,37 +131,12 @@ class KernelExecutor:
         return execution.done
 
     def seed(self, cells: tuple[str, ...], timeout: float = 0.0) -> defer.Deferred[None]:
-        """Run the seed cells in order; fails with ``SeedError`` at the first error,
-        or when a cell runs longer than ``timeout`` seconds (0: no limit)."""
-        done: defer.Deferred[None] = defer.Deferred()
+        """Run the seed cells in order (``run_seed_cells``); fails with ``SeedFailed``
+        at the first error, or when a cell runs longer than ``timeout`` seconds (0: no limit)."""
+        return run_seed_cells(cells, self._run_cell, self._clock, timeout)
 
-        def describe(index: int) -> str:
-            first_line = cells[index].strip().splitlines()[0][:60] if cells[index].strip() else ""
-            return f"seed cell {index + 1} ({first_line!r})"
-
-        def run(index: int) -> None:
-            if index == len(cells):
-                done.callback(None)
-                return
-            running = self.execute(cells[index])
-            if timeout > 0:
-                running.addTimeout(timeout, self._clock)
-            running.addCallbacks(lambda outcome: checked(index, outcome), lambda failure: failed(index, failure))
-
-        def checked(index: int, outcome: ExecutionOutcome) -> None:
-            if outcome.error is not None:
-                done.errback(SeedError(f"{describe(index)} failed: {outcome.error.strip()}"))
-            else:
-                run(index + 1)
-
-        def failed(index: int, failure: Any) -> None:
-            if failure.check(defer.TimeoutError):
-                done.errback(SeedError(f"{describe(index)} ran longer than {timeout:g} s"))
-            else:
-                done.errback(failure)
-
-        run(0)
-        return done
+    def _run_cell(self, code: str) -> defer.Deferred[str | None]:
+        return self.execute(code).addCallback(lambda outcome: outcome.error.strip() if outcome.error is not None else None)
 
     def respond(
         self, assignment: str | None, source: str, response_source: str | None

@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import KernelGone
-from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost, SeedError
+from kgd.kernels.seed import SeedFailed
+from kgd.personalities.notebook_http.execution import GatewayStopping, KernelExecutor, KernelLost
 from kgd.personalities.notebook_http.outputs import ExecutionOutcome
 
 
@@ -235,7 +236,7 @@ class SeedTests(SynchronousTestCase):
         executor, kernel, _, _ = make()
         seeded = executor.seed(("import not_a_module",))
         kernel.run(kernel.request(0)[0], ("error", {"ename": "ModuleNotFoundError", "evalue": "No module named 'not_a_module'"}))
-        message = str(self.failureResultOf(seeded, SeedError).value)
+        message = str(self.failureResultOf(seeded, SeedFailed).value)
         self.assertIn("seed cell 1 ('import not_a_module')", message)
         self.assertIn("ModuleNotFoundError", message)
 
@@ -244,5 +245,5 @@ class SeedTests(SynchronousTestCase):
         executor, kernel, clock, _ = make()
         seeded = executor.seed(("import time; time.sleep(600)",), timeout=5)
         clock.advance(5)
-        self.assertIn("ran longer than 5 s", str(self.failureResultOf(seeded, SeedError).value))
+        self.assertIn("ran longer than 5 seconds", str(self.failureResultOf(seeded, SeedFailed).value))
         kernel.run(kernel.request(0)[0])  # the cell ending late is harmless

@@ -345,7 +345,7 @@ class NotebookVariantsTests(TestCase):
                 started(self, "--seed-uri", path, "--kernel-start-timeout", "4"),
             ]
         )
-        for daemon, reason in ((failing, "ModuleNotFoundError"), (stuck, "ran longer than 4 s")):
+        for daemon, reason in ((failing, "ModuleNotFoundError"), (stuck, "ran longer than 4 seconds")):
             yield poll_until(lambda: b"could not be started and seeded" in daemon.log)
             answer = yield fetch(daemon, "GET", "/hello")
             self.assertEqual(answer.status, 503)
