@@ -273,6 +273,12 @@ class KernelConnection:
         if message is None:
             return
         self._iopub_seen = True
+        if message.msg_type == "iopub_welcome":
+            # ipykernel 7's XPUB greets each new subscriber (JEP 65): proof that
+            # iopub flows, but a handshake between the kernel and kgd's SUB,
+            # not activity, and unknown to clients (jupyter-js-services rejects it).
+            self._check_ready()
+            return
         self.activity.iopub(message, handshaking=self._ready is not None)
         self._check_ready()
         for listener in list(self._iopub_listeners):

@@ -70,6 +70,33 @@ class IopubTests(ConnectionTestCase):
         self.assertEqual([m.msg_type for m in second], ["stream"])
 
 
+    def test_iopub_welcome_completes_the_handshake_and_goes_no_further(self) -> None:
+        """ipykernel 7's ``iopub_welcome`` proves iopub flows, but reaches no listener and is no activity.
+
+        jupyter-js-services (the kernel_gateway_demos Node client) logs every
+        unknown iopub type as an invalid message.
+        """
+        self.kernel.publishes_status = False
+        d = self.connection.handshake(self.clock, 10, 1)
+        self.clock.advance(0)
+        self.assertNoResult(d)
+        self.kernel.publish("iopub_welcome", {"subscription": ""})
+        self.clock.advance(0)
+        self.successResultOf(d)
+        seen: list[str] = []
+        self.connection.add_iopub_listener(lambda m: seen.append(m.msg_type))
+        self.clock.advance(60)
+        before = self.activity.last_activity
+        self.kernel.publish("iopub_welcome", {"subscription": ""})
+        self.clock.advance(0)
+        self.assertEqual(self.activity.last_activity, before)
+        execute = messages.new_message("execute_request", {"code": "print('hi')"}, session="s")
+        self.kernel.publish("stream", {"name": "stdout", "text": "hi"}, parent=execute)
+        self.clock.advance(0)
+        self.assertEqual(seen, ["stream"])
+        self.assertGreater(self.activity.last_activity, before)
+
+
 class RequestTests(ConnectionTestCase):
     def test_each_request_gets_its_own_reply(self) -> None:
         """The gateway's own requests fire with the reply whose parent is that request."""
