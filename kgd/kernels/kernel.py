@@ -10,7 +10,7 @@ count).  Routes, personalities and pools use only this object.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from jupyter_client.kernelspec import KernelSpec
@@ -21,6 +21,7 @@ from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSockets
 from kgd.kernels.activity import UNTRACKED_MESSAGE_TYPES, KernelActivity
 from kgd.kernels.connection import ClientReceiver, IopubListener, KernelClient, KernelConnection, KernelGone
 from kgd.kernels.supervisor import KernelDiedStarting, KernelStartError, KernelSupervisor, RestartPolicy
+from kgd.timestamps import isoformat
 
 __all__ = [
     "UNTRACKED_MESSAGE_TYPES",
@@ -30,19 +31,7 @@ __all__ = [
     "KernelGone",
     "KernelStartError",
     "RestartPolicy",
-    "isoformat",
-    "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    """Now, in UTC, timezone-aware (wall clock; kernels use their injected clock)."""
-    return datetime.now(timezone.utc)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, as Jupyter Server writes ``last_activity``."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Kernel:

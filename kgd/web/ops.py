@@ -21,9 +21,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
 from kgd.gateway import Gateway
-from kgd.kernels.kernel import isoformat
 from kgd.kernels.specs import UnknownKernelSpec
 from kgd.metrics import CONTENT_TYPE
+from kgd.timestamps import isoformat
 from kgd.web.errors import HTTPError, write_error
 from kgd.web.json_body import json_response
 from kgd.web.resource import Mount
