@@ -2,7 +2,7 @@
 
 Most numbers are derived from the structured log events kgd already emits
 (``event="kernel_started"``, ``"kernel_restarted"``, ``"kernel_died"``,
-``"kernel_start_failed"``, ``"http_request"``): ``Metrics`` is a log observer,
+``"kernel_start_failed"``, ``"kernel_adopted"``, ``"kernel_lost"``, ``"http_request"``): ``Metrics`` is a log observer,
 so the metrics and the log can never disagree and the kernel and web layers
 need no knowledge of Prometheus.  Two things are read when scraped instead:
 kernels running by kernelspec and open WebSocket connections (from
@@ -73,6 +73,12 @@ class Metrics:
             "kgd_kernel_restarts", "Kernel restarts, asked for or after a death", ["kernelspec", "reason"], registry=r
         )
         self.kernel_deaths = Counter("kgd_kernel_deaths", "Unexpected kernel process deaths", ["kernelspec"], registry=r)
+        self.kernels_adopted = Counter(
+            "kgd_kernels_adopted", "Kernels an earlier daemon left running, taken over at start", registry=r
+        )
+        self.kernels_lost = Counter(
+            "kgd_kernels_lost", "Recorded kernels that could not be adopted and were forgotten", registry=r
+        )
         self.kernel_start_seconds = Histogram(
             "kgd_kernel_start_seconds",
             "Time from launch to a kernel answering kernel_info",
@@ -154,6 +160,10 @@ class Metrics:
             self.kernel_restarts.labels(spec, str(event.get("reason", "request"))).inc()
         elif kind == "kernel_died":
             self.kernel_deaths.labels(spec).inc()
+        elif kind == "kernel_adopted":
+            self.kernels_adopted.inc()
+        elif kind == "kernel_lost":
+            self.kernels_lost.inc()
         elif kind == "bad_signature":
             self.bad_signatures.labels(str(event.get("channel", ""))).inc()
 

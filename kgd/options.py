@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from kgd.kernels.file_store import BadStoreDirectory, store_directory
+
 DEFAULT_LISTEN = "tcp:8888:interface=127.0.0.1"
 
 _API_ALIASES = {
@@ -140,6 +142,20 @@ def parse_listen(text: str) -> str:
         endpoints.serverFromString(_NoReactor(), text)
     except Exception as error:  # the parser raises many types for bad input
         raise ValueError(f"not a server endpoint description: {text!r} ({error})") from None
+    return text
+
+
+def parse_kernel_store(text: str) -> str:
+    """Check a ``--kernel-store`` URL: a ``file:`` URL or absolute path of a directory, or empty for none."""
+    text = text.strip()
+    if not text:
+        return ""
+    if text.startswith(("redis://", "rediss://")):
+        raise ValueError("a Redis store is not supported yet; use a file:///directory on this host")
+    try:
+        store_directory(text)
+    except BadStoreDirectory as error:
+        raise ValueError(str(error)) from None
     return text
 
 
@@ -338,6 +354,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log-format", "log lines as text or json", "text", choice("text", "json"), env="KGD_LOG_FORMAT", metavar="FORMAT"),
     Setting("metrics-public", "serve /metrics without the token", False, parse_bool, env="KGD_METRICS_PUBLIC", switch=True),
     Setting(
+        "kernel-store",
+        "where kernels are recorded so they outlive the daemon: a file:///directory (default: nowhere)",
+        "",
+        parse_kernel_store,
+        env="KGD_KERNEL_STORE",
+        metavar="URL",
+    ),
+    Setting(
+        "on-stop",
+        "what stopping does to kernels: shutdown, or detach (leave them for the next daemon; the default with a store)",
+        "shutdown",
+        choice("detach", "shutdown"),
+        env="KGD_ON_STOP",
+        metavar="WHAT",
+    ),
+    Setting(
         "runtime-dir",
         "private directory for connection files (default: a new temporary one)",
         "",
@@ -405,6 +437,8 @@ class GatewaySettings:
     request_timeout: float
     log_format: str
     metrics_public: bool
+    kernel_store: str
+    on_stop: str
     runtime_dir: str
 
     def replace(self, **changes: Any) -> "GatewaySettings":
@@ -512,6 +546,11 @@ def resolve(
             f"--prespawn-count: {values['prespawn_count']} kernels cannot start under --max-kernels {values['max_kernels']}"
         )
     values["api"] = list(dict.fromkeys(values["api"]))
+    on_stop_given = "on_stop" in given or "KGD_ON_STOP" in environ or "on_stop" in file_values
+    if values["kernel_store"] and not on_stop_given:
+        values["on_stop"] = "detach"
+    elif values["on_stop"] == "detach" and not values["kernel_store"]:
+        raise usage.UsageError("--on-stop detach needs --kernel-store: without a record the next daemon cannot find the kernels")
     return GatewaySettings(**values)
 
 

@@ -29,14 +29,19 @@ from typing import Any, Mapping
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger, globalLogPublisher
+from twisted.python.usage import UsageError
 
 import kgd
 from kgd.gateway import Gateway
 from kgd.interfaces import IKernelLauncher, IPersonality, IZmqSockets
+from kgd.kernels.adoption import ProcessAdopter, record_of
 from kgd.kernels.culling import CullPolicy
 from kgd.kernels.dispatching import LauncherService, make_launcher
+from kgd.kernels.file_store import BadStoreDirectory, FileKernelStore, store_directory
 from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.kernels import Kernels
+from kgd.kernels.process_identity import this_host
+from kgd.kernels.process_watch import watch_exit
 from kgd.kernels.specs import KernelSpecs, warn_about_provisioners
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import SETTINGS_BY_KEY, GatewaySettings
@@ -130,6 +135,16 @@ def personality_settings(personality: IPersonality, settings: GatewaySettings) -
     return personality.settings_type(**{f.name: getattr(settings, f.name) for f in fields})
 
 
+def kernel_store(url: str) -> FileKernelStore | None:
+    """The ``--kernel-store``, or None; a directory kgd cannot use stops the daemon with the reason."""
+    if not url:
+        return None
+    try:
+        return FileKernelStore(store_directory(url))
+    except BadStoreDirectory as error:
+        raise UsageError(f"--kernel-store: {error}") from None
+
+
 def build_site(
     settings: GatewaySettings,
     gateway: Gateway,
@@ -183,7 +198,11 @@ def makeService(
     notifier = Notifier.from_environment(os.environ)
     specs = specs or KernelSpecs(settings.default_kernel_name)
     warn_about_provisioners(specs, reactor)
-    launcher = launcher or make_launcher(reactor, runtime.path, LocalLauncher(reactor, runtime.path))
+    store = kernel_store(settings.kernel_store)
+    detached_logs = store.log_directory() if store is not None else None
+    launcher = launcher or make_launcher(
+        reactor, runtime.path, LocalLauncher(reactor, runtime.path, detached_log_dir=detached_logs)
+    )
     LauncherService(launcher).setServiceParent(top)  # stops after Kernels: waits for remote launches under way
     kernels = Kernels(
         specs,
@@ -196,6 +215,10 @@ def makeService(
         env_process_whitelist=settings.env_process_whitelist,
         start_timeout=settings.kernel_start_timeout,
         shutdown_wait=settings.shutdown_wait_time,
+        store=store,
+        record_of=record_of,
+        adopt_process=ProcessAdopter(this_host(), lambda pid, start_time: watch_exit(reactor, pid, start_time)),
+        detach_on_stop=settings.on_stop == "detach",
     )
     kernels.setServiceParent(top)
     metrics.watch_kernels(kernels.list)
@@ -213,6 +236,7 @@ def makeService(
     for service in gateway.services:
         service.setServiceParent(top)
     readiness.expect("listening")
+    readiness.track("adoption", kernels.adopted())
     listeners = listening_services(
         settings.listen, site, reactor, certfile=settings.certfile, keyfile=settings.keyfile, client_ca=settings.client_ca
     )

@@ -59,6 +59,10 @@ class KernelActivity:
         self.last_activity = clock_now(clock)
         self.connections = 0
 
+    def restore(self, last_activity: float) -> None:
+        """Take the last activity an earlier daemon recorded (seconds since the epoch)."""
+        self.last_activity = datetime.fromtimestamp(last_activity, timezone.utc)
+
     def touch(self) -> None:
         """Count now as activity (e.g. a pooled kernel handed out)."""
         self.last_activity = clock_now(self._clock)

@@ -55,6 +55,8 @@ class Kernel:
         nudge_interval: float = 1.0,
         restart_policy: RestartPolicy | None = None,
         on_dead: Callable[["Kernel"], None] | None = None,
+        on_launched: Callable[["Kernel"], None] | None = None,
+        started: float | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self.spec_name = spec_name
@@ -78,7 +80,12 @@ class Kernel:
             kill_wait=kill_wait,
             nudge_interval=nudge_interval,
             restart_policy=restart_policy,
+            on_launched=(lambda running: on_launched(self)) if on_launched is not None else None,
         )
+        self.env = dict(env)
+        self.cwd = cwd
+        #: When the kernel was first started (seconds since the epoch), kept across restarts and daemons.
+        self.started = clock.seconds() if started is None else started
         self._on_dead = on_dead
         self._gone_listeners: list[Callable[["Kernel"], None]] = []
 
@@ -169,6 +176,15 @@ class Kernel:
     def shutdown(self) -> defer.Deferred[None]:
         """Shut the kernel down and release everything it holds."""
         return self.supervisor.shutdown()
+
+    def adopt(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:
+        """Take over ``running``, a process an earlier daemon left; fires once it answers kernel_info."""
+        return self.supervisor.adopt(running, timeout)
+
+    def detach(self) -> None:
+        """Let go of the kernel, leaving its process running, and release the sockets."""
+        self.supervisor.detach()
+        self._gone(dead=False)
 
     def _gone(self, dead: bool) -> None:
         """Release the sockets, tell listeners, and let the owner forget a dead kernel."""

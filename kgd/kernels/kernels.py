@@ -1,10 +1,20 @@
 """The set of running kernels, as a Twisted Service.
 
 ``Kernels`` starts kernels (choosing the kernelspec and environment by the
-rules in ``policy``), enforces ``--max-kernels`` counting kernels that are
-still starting, finds kernels by id, forgets kernels that die for good, and
-on ``stopService`` shuts every kernel down, so that stopping the daemon
-never leaves a kernel process behind.
+rules in ``kernel_request``), enforces ``--max-kernels`` counting kernels
+that are still starting, finds kernels by id, forgets kernels that die for
+good, and on ``stopService`` shuts every kernel down, so that stopping the
+daemon never leaves a kernel process behind.
+
+With a kernel store (``--kernel-store``) every kernel is recorded as soon as
+its process exists (again after each restart), and forgotten with it.  On
+start, every record is adopted before the daemon says it is ready: the
+process checked, its sockets reopened, ``kernel_info`` answered, and the
+kernel listed again under its id and last activity; one that cannot be
+adopted is ``kernel_lost``.  With ``detach_on_stop``, stopping leaves the
+users' kernels running for the next daemon, their records current; kernels
+of the pools (prespawned, notebook-http) are shut down, and the pools refill
+on the next start.
 """
 
 from __future__ import annotations
@@ -18,8 +28,9 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from kgd.interfaces import IKernelLauncher, IZmqSockets
+from kgd.interfaces import IKernelLauncher, IKernelStore, IRunningKernel, IZmqSockets
 from kgd.kernels.kernel import Kernel, KernelStartError
+from kgd.kernels.records import KernelRecord
 from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
 from kgd.kernels.specs import KernelSpecs
 
@@ -39,6 +50,10 @@ class UnknownKernel(LookupError):
 
 
 KernelHook = Callable[[Kernel], Any]
+#: Turns a record into its running process, or raises with the reason it cannot (``adoption.ProcessAdopter``).
+AdoptProcess = Callable[[KernelRecord], IRunningKernel]
+#: Turns a kernel into its record, or None if it cannot be adopted later (``adoption.record_of``).
+RecordOf = Callable[[Kernel, str], "KernelRecord | None"]
 
 #: The role of a kernel someone asked for.  Pools that own kernels start them
 #: under a role of their own ("prespawn", "notebook-http"), and the culler
@@ -66,6 +81,11 @@ class Kernels(Service):
         root_dir: str | None = None,
         start_timeout: float = 60.0,
         shutdown_wait: float = 5.0,
+        store: IKernelStore | None = None,
+        record_of: RecordOf | None = None,
+        adopt_process: AdoptProcess | None = None,
+        adopt_timeout: float = 10.0,
+        detach_on_stop: bool = False,
     ) -> None:
         self.specs = specs
         self._launcher = launcher
@@ -84,6 +104,13 @@ class Kernels(Service):
         self._stopping: dict[str, defer.Deferred[None]] = {}
         self._roles: dict[str, str] = {}
         self.prepare_hooks: list[KernelHook] = []
+        self._store = store
+        self._record_of = record_of
+        self._adopt_process = adopt_process
+        self._adopt_timeout = adopt_timeout
+        self._detach_on_stop = detach_on_stop
+        self._adoption_over = False
+        self._adoption_waiters: list[defer.Deferred[None]] = []
 
     # -- queries -------------------------------------------------------------
 
@@ -111,6 +138,9 @@ class Kernels(Service):
         kernel_id = _kernel_id(kernel_or_id)
         if kernel_id in self._roles:
             self._roles[kernel_id] = role
+            kernel = self._kernels.get(kernel_id) or self._starting.get(kernel_id)
+            if kernel is not None:
+                self._record(kernel)
 
     def alive_count(self) -> int:
         """Kernels that count toward the limit: running and still starting."""
@@ -149,21 +179,34 @@ class Kernels(Service):
             spec = self.specs.get(spec_name)
         except LookupError as error:
             return defer.fail(error)
-        kernel = Kernel(
+        kernel = self._make_kernel(
             kernel_id or str(uuid.uuid4()),
+            spec_name,
+            spec,
+            kernel_env(self._daemon_env, env, self._env_whitelist, self._env_process_whitelist),
+            kernel_cwd(self._root_dir, path),
+        )
+        self._roles[kernel.kernel_id] = role
+        return self._start(kernel)
+
+    def _make_kernel(
+        self, kernel_id: str, spec_name: str, spec: Any, env: Mapping[str, str], cwd: str, started: float | None = None
+    ) -> Kernel:
+        return Kernel(
+            kernel_id,
             spec_name,
             spec,
             launcher=self._launcher,
             sockets=self._sockets,
             clock=self._clock,
-            env=kernel_env(self._daemon_env, env, self._env_whitelist, self._env_process_whitelist),
-            cwd=kernel_cwd(self._root_dir, path),
+            env=env,
+            cwd=cwd,
             start_timeout=self._start_timeout,
             shutdown_wait=self._shutdown_wait,
             on_dead=self._forget,
+            on_launched=self._record if self._store is not None else None,
+            started=started,
         )
-        self._roles[kernel.kernel_id] = role
-        return self._start(kernel)
 
     @defer.inlineCallbacks
     def _start(self, kernel: Kernel) -> Any:
@@ -183,6 +226,7 @@ class Kernels(Service):
             )
             self._roles.pop(kernel.kernel_id, None)
             yield kernel.shutdown()
+            yield self._unrecord(kernel.kernel_id)
             if isinstance(error, (KernelStartError, InvalidKernelRequest)):
                 raise
             raise KernelStartError(str(error)) from error
@@ -191,6 +235,7 @@ class Kernels(Service):
         if not self.running:
             self._roles.pop(kernel.kernel_id, None)
             yield kernel.shutdown()
+            yield self._unrecord(kernel.kernel_id)
             raise KernelStartError("the gateway is shutting down")
         self._kernels[kernel.kernel_id] = kernel
         log.info(
@@ -220,7 +265,7 @@ class Kernels(Service):
             self._stopping.pop(kernel.kernel_id, None)
             self._roles.pop(kernel.kernel_id, None)
             log.info("kernel {kernel_id} shut down", kernel_id=kernel.kernel_id, event="kernel_shutdown")
-            return result
+            return self._unrecord(kernel.kernel_id).addCallback(lambda _: result)
 
         done.addBoth(forget)
         self._stopping[kernel.kernel_id] = done
@@ -231,15 +276,152 @@ class Kernels(Service):
         self._shutdown(kernel)
 
     def stopService(self) -> defer.Deferred[Any]:
-        """Shut every kernel down, starting ones included, in parallel.
+        """Shut every kernel down (or, detaching, leave the users' running), starting ones included.
 
         Kernels already shutting down are waited for too, so the daemon
         never exits while one of them may still be running.
         """
         super().stopService()
         already = list(self._stopping.values())
-        everything = list(self._kernels.values()) + list(self._starting.values())
-        return defer.DeferredList([self._shutdown(k) for k in everything] + already, consumeErrors=True)
+        stopping = list(self._starting.values())
+        detaching = []
+        for kernel in list(self._kernels.values()):
+            record = self._record_of(kernel, self._roles.get(kernel.kernel_id, USER)) if self._record_of else None
+            if self._detach_on_stop and self._store is not None and record is not None and record.role == USER:
+                detaching.append(self._detach(kernel, record))
+            else:
+                stopping.append(kernel)
+        return defer.DeferredList(
+            [self._shutdown(k) for k in stopping] + detaching + already, consumeErrors=True
+        )
+
+    @defer.inlineCallbacks
+    def _detach(self, kernel: Kernel, record: KernelRecord) -> Any:
+        """Leave ``kernel`` running for the next daemon, its record current; shut it down if it cannot be recorded."""
+        assert self._store is not None
+        try:
+            yield self._store.put(record)
+        except Exception as error:
+            log.error(
+                "kernel {kernel_id} cannot be recorded ({error}); shutting it down",
+                kernel_id=kernel.kernel_id,
+                error=error,
+            )
+            yield self._shutdown(kernel)
+            return
+        self._kernels.pop(kernel.kernel_id, None)
+        kernel.detach()
+        log.info(
+            "kernel {kernel_id} left running for the next daemon (pid {pid})",
+            kernel_id=kernel.kernel_id,
+            pid=kernel.running.pid if kernel.running is not None else None,
+            event="kernel_detached",
+        )
+
+    # -- the kernel store ------------------------------------------------------
+
+    def _record(self, kernel: Kernel) -> None:
+        """Record ``kernel`` as it runs now (a new process, a new role)."""
+        if self._store is None or self._record_of is None or kernel.gone:
+            return
+        record = self._record_of(kernel, self._roles.get(kernel.kernel_id, USER))
+        if record is not None:
+            self._store.put(record).addErrback(self._store_failed, kernel.kernel_id)
+
+    def _unrecord(self, kernel_id: str) -> defer.Deferred[None]:
+        if self._store is None:
+            return defer.succeed(None)
+        return self._store.remove(kernel_id).addErrback(self._store_failed, kernel_id)
+
+    def _store_failed(self, failure: Any, kernel_id: str) -> None:
+        log.error(
+            "kernel store: {error} (kernel {kernel_id})",
+            error=failure.getErrorMessage(),
+            kernel_id=kernel_id,
+            event="kernel_store_failed",
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        if self._store is None or self._adopt_process is None:
+            self._adoption_finished()
+            return
+        self._adopt_all().addErrback(
+            lambda failure: log.failure("the kernel store could not be read", failure, event="kernel_store_failed")
+        ).addCallback(lambda _: self._adoption_finished())
+
+    def adopted(self) -> defer.Deferred[None]:
+        """Fires once the service started and every recorded kernel was adopted or forgotten (for readiness)."""
+        if self._adoption_over:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._adoption_waiters.append(waiter)
+        return waiter
+
+    def _adoption_finished(self) -> None:
+        self._adoption_over = True
+        waiters, self._adoption_waiters = self._adoption_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    @defer.inlineCallbacks
+    def _adopt_all(self) -> Any:
+        assert self._store is not None
+        records = yield self._store.load_all()
+        outcomes = yield defer.DeferredList([self._adopt(r) for r in records], consumeErrors=True)
+        adopted = sum(1 for ok, kernel in outcomes if ok and kernel is not None)
+        log.info(
+            "adopted {adopted} of {recorded} recorded kernels",
+            adopted=adopted,
+            recorded=len(records),
+            event="kernels_adopted",
+        )
+
+    @defer.inlineCallbacks
+    def _adopt(self, record: KernelRecord) -> Any:
+        """Take over the kernel ``record`` describes; fire with it, or None if it was lost."""
+        assert self._adopt_process is not None
+        try:
+            spec = self.specs.get(record.spec_name)
+            running = self._adopt_process(record)
+        except Exception as error:  # CannotAdopt, or the kernelspec is gone
+            yield self._lose(record, str(error))
+            return None
+        kernel = self._make_kernel(record.kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
+        kernel.activity.restore(record.last_activity)
+        self._roles[kernel.kernel_id] = record.role
+        # Listed while it is checked, as it was before the restart: clients reconnect at once.
+        self._kernels[kernel.kernel_id] = kernel
+        try:
+            yield kernel.adopt(running, self._adopt_timeout)
+        except Exception as error:
+            self._kernels.pop(kernel.kernel_id, None)
+            self._roles.pop(kernel.kernel_id, None)
+            yield kernel.shutdown()
+            yield self._lose(record, str(error))
+            return None
+        log.info(
+            "kernel {kernel_id} ({spec_name}) adopted, pid {pid}",
+            kernel_id=kernel.kernel_id,
+            spec_name=kernel.spec_name,
+            pid=running.pid,
+            event="kernel_adopted",
+        )
+        if record.role != USER:
+            # A pool's kernel: its pool starts afresh, so this one goes.
+            yield self._shutdown(kernel)
+            return None
+        return kernel
+
+    def _lose(self, record: KernelRecord, reason: str) -> defer.Deferred[None]:
+        log.warn(
+            "kernel {kernel_id} ({spec_name}) forgotten: {reason}",
+            kernel_id=record.kernel_id,
+            spec_name=record.spec_name,
+            reason=reason,
+            event="kernel_lost",
+        )
+        return self._unrecord(record.kernel_id)
 
 
 def _kernel_id(kernel_or_id: Kernel | str) -> str:

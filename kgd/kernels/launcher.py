@@ -8,6 +8,11 @@ process group, so an interrupt or a kill reaches every process the kernel
 started, and a Ctrl-C at the daemon's terminal does not reach the kernel.
 The kernel's stdout and stderr go to the log, one line per event, tagged
 with the kernel id.
+
+Kernels meant to outlive the daemon (``--kernel-store``) are launched
+*detached*: without ``JPY_PARENT_PID`` (ipykernel would exit with its
+parent) and with their output appended to a log file of their own instead
+of pipes that close when the daemon goes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
 from kgd.kernels.process_end import ProcessEnd
+from kgd.kernels.process_identity import process_start_time, this_host
+from kgd.kernels.records import LocalProcess
 
 log = Logger()
 
@@ -126,6 +133,9 @@ class LocalKernel:
         self.connection_info = connection_info
         self.connection_file = connection_file
         self.pid: int | None = transport.pid
+        start_time = process_start_time(transport.pid) if transport.pid is not None else None
+        #: Who the process is, for a kernel record; None if it is gone already.
+        self.process = LocalProcess(transport.pid, transport.pid, start_time, this_host()) if start_time else None
         self._killpg = killpg
         self._end = ProcessEnd()
         process_protocol.ended.addCallback(self._on_end)
@@ -176,15 +186,25 @@ class LocalKernel:
 
 @implementer(IKernelLauncher)
 class LocalLauncher:
-    """Launches kernels as child processes of the daemon."""
+    """Launches kernels as child processes of the daemon.
+
+    With ``detached_log_dir`` set, kernels are launched to outlive the
+    daemon, their output going to ``<detached_log_dir>/<kernel id>.log``.
+    """
 
     def __init__(
-        self, reactor: IReactorProcess, runtime_dir: str, ip: str = "127.0.0.1", killpg: Killpg = os.killpg
+        self,
+        reactor: IReactorProcess,
+        runtime_dir: str,
+        ip: str = "127.0.0.1",
+        killpg: Killpg = os.killpg,
+        detached_log_dir: str | None = None,
     ) -> None:
         self._reactor = reactor
         self._runtime_dir = runtime_dir
         self._ip = ip
         self._killpg = killpg
+        self._detached_log_dir = detached_log_dir
 
     def stop(self) -> None:
         """Nothing to wait for: a local launch completes at once."""
@@ -216,16 +236,22 @@ class LocalLauncher:
             write_connection_file(path, kernel_name=spec_name, **reuse)
         argv = kernel_command(spec.argv, path, spec.resource_dir)
         full_env = kernel_environment(env, spec.env or {})
-        full_env["JPY_PARENT_PID"] = str(os.getpid())
         process_protocol = _KernelProcessProtocol(kernel_id)
         try:
-            transport = self._reactor.spawnProcess(
-                process_protocol,
-                sys.executable,
-                [sys.executable, *TRAMPOLINE, *argv],
-                env=full_env,
-                path=cwd,
-            )
+            child_fds = self._child_fds(kernel_id, full_env)
+            try:
+                transport = self._reactor.spawnProcess(
+                    process_protocol,
+                    sys.executable,
+                    [sys.executable, *TRAMPOLINE, *argv],
+                    env=full_env,
+                    path=cwd,
+                    childFDs=child_fds,
+                )
+            finally:
+                for fd in set(child_fds.values()) if child_fds else ():
+                    if isinstance(fd, int):
+                        os.close(fd)
         except OSError as failure:
             os.unlink(path)
             return defer.fail(failure)
@@ -238,3 +264,21 @@ class LocalLauncher:
             event="kernel_launched",
         )
         return defer.succeed(LocalKernel(transport, process_protocol, connection_info, path, self._killpg))
+
+    def _child_fds(self, kernel_id: str, env: dict[str, str]) -> dict[int, Any] | None:
+        """Where the kernel's stdio goes: pipes to the log, or for a detached kernel its own log file.
+
+        Sets ``JPY_PARENT_PID`` for a kernel that is not detached, so that it
+        ends with the daemon even if the daemon is killed outright.
+        """
+        if self._detached_log_dir is None:
+            env["JPY_PARENT_PID"] = str(os.getpid())
+            return None
+        log_file = os.path.join(self._detached_log_dir, f"{kernel_id}.log")
+        output = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            nothing = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(output)
+            raise
+        return {0: nothing, 1: output, 2: output}

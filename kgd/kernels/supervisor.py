@@ -63,7 +63,9 @@ class KernelSupervisor:
     """Launches or adopts one kernel process, restarts it, interrupts and stops it.
 
     ``on_gone(dead)`` is called once, when the kernel was shut down
-    (``dead=False``) or died for good (``dead=True``).
+    (``dead=False``) or died for good (``dead=True``).  ``on_launched`` is
+    told of every process it launches or adopts, before the handshake, so a
+    kernel store can record it at once.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class KernelSupervisor:
         kill_wait: float = 5.0,
         nudge_interval: float = 1.0,
         restart_policy: RestartPolicy | None = None,
+        on_launched: Callable[[IRunningKernel], None] | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self.spec_name = spec_name
@@ -102,6 +105,7 @@ class KernelSupervisor:
         self._kill_wait = kill_wait
         self._nudge_interval = nudge_interval
         self._restart_policy = restart_policy or RestartPolicy()
+        self._on_launched = on_launched
         self.running: IRunningKernel | None = None
         self._expected_end = False
         self.gone = False
@@ -132,15 +136,21 @@ class KernelSupervisor:
                     event="kernel_start_retried",
                 )
 
-    def adopt(self, running: IRunningKernel) -> defer.Deferred[None]:
+    def adopt(self, running: IRunningKernel, timeout: float | None = None) -> defer.Deferred[None]:
         """Take over a kernel this supervisor did not launch; fires once it answers kernel_info.
 
         From then on it is watched, restarted and stopped like a launched
-        one.  A kernel that does not answer is stopped and the Deferred fails
-        with ``KernelStartError``.
+        one.  A kernel that does not answer within ``timeout`` seconds (the
+        start timeout by default) is stopped and the Deferred fails with
+        ``KernelStartError``.
         """
         self._activity.starting()
-        return self._watch(running)
+        return self._watch(running, timeout)
+
+    def detach(self) -> None:
+        """Stop supervising without stopping the process: it is left running for the next daemon."""
+        self.gone = True
+        self._expected_end = True
 
     @defer.inlineCallbacks
     def _launch(self, connection_info: dict[str, Any] | None) -> Any:
@@ -156,19 +166,20 @@ class KernelSupervisor:
         yield self._watch(running)
 
     @defer.inlineCallbacks
-    def _watch(self, running: IRunningKernel) -> Any:
+    def _watch(self, running: IRunningKernel, timeout: float | None = None) -> Any:
         """Follow ``running``: connect to it, watch for its end, wait for the handshake."""
+        timeout = self._start_timeout if timeout is None else timeout
         self.running = running
         self._expected_end = False
         running.whenEnded().addCallback(self._process_ended, running)
+        if self._on_launched is not None:
+            self._on_launched(running)
         self._connection.connect(running.connection_info)
         try:
-            yield self._connection.handshake(self._clock, self._start_timeout, self._nudge_interval)
+            yield self._connection.handshake(self._clock, timeout, self._nudge_interval)
         except HandshakeTimedOut:
             yield self._stop_process(running, polite=False)
-            raise KernelStartError(
-                f"Kernel {self.spec_name} did not answer kernel_info within {self._start_timeout:g} seconds"
-            )
+            raise KernelStartError(f"Kernel {self.spec_name} did not answer kernel_info within {timeout:g} seconds")
         except KernelStartError:
             yield self._stop_process(running, polite=False)
             raise

@@ -28,7 +28,7 @@ RESOURCES = os.path.join(REPO_ROOT, "tests", "resources")
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 
 _LISTENING = re.compile(rb"starting on (\d+)")
-_KERNEL_PID = re.compile(rb"launched as pid (\d+)")
+_KERNEL_PID = re.compile(rb"launched as pid (\d+)|adopted, pid (\d+)")
 
 
 def pid_alive(pid: int) -> bool:
@@ -122,7 +122,7 @@ class Daemon:
                 self._listening.callback(self.port)
             pid = _KERNEL_PID.search(line)
             if pid:
-                self.kernel_pids.append(int(pid.group(1)))
+                self.kernel_pids.append(int(pid.group(1) or pid.group(2)))
 
     def start(self, timeout: float = 30.0) -> defer.Deferred[int]:
         """Spawn the daemon; fires with its port once it listens."""
@@ -159,8 +159,12 @@ class Daemon:
             os.kill(self.transport.pid, signum)
 
     @defer.inlineCallbacks
-    def stop(self, timeout: float = 30.0) -> Any:
-        """SIGTERM the daemon, wait for it (SIGKILL after ``timeout``), then check no kernel survived."""
+    def stop(self, timeout: float = 30.0, *, kernels_survive: bool = False) -> Any:
+        """SIGTERM the daemon, wait for it (SIGKILL after ``timeout``), then check no kernel survived.
+
+        ``kernels_survive``: the daemon detaches its kernels (``--on-stop detach``), so their
+        survival is the test's to check.
+        """
         assert self._protocol is not None
         ended = self._protocol.ended
         if not ended.called:
@@ -176,9 +180,13 @@ class Daemon:
                 self._kill_kernels()
                 raise AssertionError(f"kgd did not stop within {timeout} s after SIGTERM")
         survivors = [pid for pid in self.kernel_pids if pid_alive(pid)]
-        if survivors:
+        if survivors and not kernels_survive:
             self._kill_kernels()
             raise AssertionError(f"kernel processes outlived kgd: {survivors}")
+
+    def kill_kernels(self) -> None:
+        """SIGKILL the process group of every kernel this daemon launched or adopted (test cleanup)."""
+        self._kill_kernels()
 
     def _kill_kernels(self) -> None:
         for pid in self.kernel_pids:

@@ -45,6 +45,8 @@ NUDGE_TIMEOUT = 10.0
 # WebSocket close codes this module asks for (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+#: The gateway restarts and its kernels live on: reconnect (RFC 6455's "service restart").
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_INTERNAL_ERROR = 1011
 
 

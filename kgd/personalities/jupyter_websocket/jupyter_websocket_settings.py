@@ -22,3 +22,4 @@ class JupyterWebsocketSettings:
     session_buffer_messages: int
     session_buffer_bytes: int
     session_buffer_age: float
+    on_stop: str

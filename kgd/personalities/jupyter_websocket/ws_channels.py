@@ -27,7 +27,7 @@
 #   Close codes sent by the gateway:
 #     1000 kernel shut down (DELETE, culling), or replaced by a newer
 #          connection with the same session_id
-#     1001 the gateway is stopping
+#     1001 the gateway is stopping and its kernels with it
 #     1003 a text frame on the v1 subprotocol
 #     1007 a frame that is not a Jupyter message (bad JSON, truncated table)
 #     1008 a message for a channel a client cannot write (iopub, unknown),
@@ -35,6 +35,8 @@
 #          (pongs to its pings included) waits
 #     1009 a message over --max-message-size
 #     1011 the kernel died and could not be restarted
+#     1012 the gateway is restarting and its kernels live on (--on-stop
+#          detach): reconnect with the same session_id
 """The channels WebSocket: Jupyter messages between clients and a kernel.
 
 ``Channels`` is what the REST routes hand an upgrade to: it keeps one
@@ -71,6 +73,7 @@ from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import Jupyt
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
 from kgd.personalities.jupyter_websocket.channel_sessions import (
     CLOSE_GOING_AWAY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_NORMAL,
     ChannelSession,
     KernelSessions,
@@ -95,6 +98,8 @@ class ChannelsSettings:
     max_message_size: int = 10 * 1024**2
     max_client_backlog: int = 64 * 1024**2
     buffer: BufferLimits = BufferLimits(10000, 64 * 1024**2, 300.0)
+    #: Kernels outlive the daemon (``--on-stop detach``): connections are closed with 1012, not 1001.
+    kernels_outlive_stop: bool = False
 
     @classmethod
     def from_settings(cls, settings: JupyterWebsocketSettings) -> "ChannelsSettings":
@@ -106,6 +111,7 @@ class ChannelsSettings:
             buffer=BufferLimits(
                 settings.session_buffer_messages, settings.session_buffer_bytes, settings.session_buffer_age
             ),
+            kernels_outlive_stop=settings.on_stop == "detach",
         )
 
     def protocol_options(self) -> dict[str, Any]:
@@ -405,10 +411,17 @@ class Channels:
         return sessions
 
     def close_all(self) -> defer.Deferred[Any]:
-        """Close every channels WebSocket with 1001, as the gateway stops; fires once all are closed."""
+        """Close every channels WebSocket as the gateway stops; fires once all are closed.
+
+        1012 tells a client its kernel lives on and it should reconnect; 1001 that the kernel goes too.
+        """
+        if self.settings.kernels_outlive_stop:
+            code, reason = CLOSE_SERVICE_RESTART, "gateway restarting; the kernel lives on, reconnect"
+        else:
+            code, reason = CLOSE_GOING_AWAY, "gateway shutting down"
         closing = []
         for sessions in list(self._kernels.values()):
-            closing.extend(sessions.end_all(CLOSE_GOING_AWAY, "gateway shutting down"))
+            closing.extend(sessions.end_all(code, reason))
         return defer.DeferredList(closing, consumeErrors=True)
 
     def _forget(self, sessions: KernelSessions) -> None:
