@@ -236,7 +236,8 @@ def makeService(
     for service in gateway.services:
         service.setServiceParent(top)
     readiness.expect("listening")
-    readiness.track("adoption", kernels.adopted())
+    if store is not None:
+        readiness.track("adoption", kernels.adopted())
     listeners = listening_services(
         settings.listen, site, reactor, certfile=settings.certfile, keyfile=settings.keyfile, client_ca=settings.client_ca
     )

@@ -221,11 +221,16 @@ class UnitFileTests(unittest.TestCase):
         self.assertEqual(complaints, [])
 
     def test_units_say_what_kgd_needs(self) -> None:
-        """The service is Type=notify, adopts the socket unit's first socket and lets kgd stop its kernels."""
+        """The service is Type=notify, adopts the socket unit's first socket, keeps a private kernel store
+        and leaves the kernels kgd detaches to the next start (systemd kills only kgd)."""
         with open(os.path.join(SYSTEMD_DIR, "kgd.service")) as f:
             service = f.read()
-        for line in ("Type=notify", "KillMode=mixed", "Restart=on-failure", "RuntimeDirectory=kgd", "NoNewPrivileges=yes"):
+        for line in (
+            "Type=notify", "KillMode=process", "Restart=on-failure", "RuntimeDirectory=kgd", "StateDirectoryMode=0700",
+            "NoNewPrivileges=yes",
+        ):
             self.assertIn("\n" + line + "\n", service)
         self.assertIn("--listen systemd:domain=INET:index=0", service)
+        self.assertIn("--kernel-store file://%S/kgd/kernels", service)
         with open(os.path.join(SYSTEMD_DIR, "kgd.socket")) as f:
             self.assertIn("ListenStream=127.0.0.1:8888", f.read())

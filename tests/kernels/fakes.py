@@ -29,10 +29,13 @@ from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSocket, IZmqSockets
 from kgd.kernels import messages
-from kgd.kernels.zmq_sockets import channel_url
+from kgd.kernels.records import LocalProcess
 from kgd.kernels.specs import KernelSpecs
+from kgd.kernels.zmq_sockets import channel_url
 
 CHANNELS = ("shell", "control", "stdin", "iopub", "hb")
+#: The host fake kernel processes run on.
+FAKE_HOST = "fakehost"
 
 KERNEL_INFO_CONTENT = {
     "status": "ok",
@@ -152,6 +155,8 @@ class FakeRunningKernel:
         self.sockets = sockets
         self.connection_info = connection_info
         self.pid = pid
+        #: Who the process is, as a kernel record keeps it (a start time derived from the pid).
+        self.process = LocalProcess(pid, pid, 100_000 + pid, FAKE_HOST)
         self.events = events
         self.signer = messages.Signer(connection_info["key"].encode())
         self.session = f"fake-kernel-{pid}"

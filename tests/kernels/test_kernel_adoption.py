@@ -1,0 +1,217 @@
+"""Kernels with a kernel store: records follow each kernel, stopping detaches, the next service adopts.
+
+Fake kernel processes (``tests.kernels.fakes``) keep running across two
+``Kernels`` services on one Clock, as real ones do across two daemons; the
+store is the real file store in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from kgd.interfaces import IRunningKernel
+from kgd.kernels.adoption import CannotAdopt, ProcessAdopter, record_of
+from kgd.kernels.file_store import FileKernelStore
+from kgd.kernels.kernels import USER, Kernels, UnknownKernel
+from kgd.kernels.prespawn import PRESPAWN
+from kgd.kernels.records import KernelRecord
+from tests.kernels.fakes import FAKE_HOST, FakeRunningKernel, fake_machine
+
+
+class AdoptionTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        machine = fake_machine(self.mktemp())
+        self.clock, self.sockets, self.launcher, self.specs = machine.clock, machine.sockets, machine.launcher, machine.specs
+        self.clock.advance(1_800_000_000)
+        self.store = FileKernelStore(os.path.abspath(self.mktemp()))
+        self.refused: dict[str, str] = {}
+
+    def adopt_fake(self, record: KernelRecord) -> IRunningKernel:
+        """The surviving fake process a record names (what ProcessAdopter does for real processes)."""
+        if record.kernel_id in self.refused:
+            raise CannotAdopt(self.refused[record.kernel_id])
+        for fake in self.launcher.alive():
+            if record.process is not None and fake.pid == record.process.pid:
+                return fake
+        raise CannotAdopt("its process is gone")
+
+    def make(self, **kwargs: Any) -> Kernels:
+        kwargs.setdefault("detach_on_stop", True)
+        kernels = Kernels(
+            self.specs, self.launcher, self.sockets, self.clock,
+            store=self.store, record_of=record_of, adopt_process=self.adopt_fake, adopt_timeout=5, **kwargs,
+        )
+        kernels.startService()
+        self.settle()
+        return kernels
+
+    def settle(self) -> None:
+        for _ in range(20):
+            self.clock.advance(0)
+
+    def start(self, kernels: Kernels, **kwargs: Any) -> Any:
+        d = kernels.start_kernel(**kwargs)
+        self.settle()
+        return self.successResultOf(d)
+
+    def shutdown(self, kernels: Kernels, kernel_id: str) -> None:
+        d = kernels.shutdown_kernel(kernel_id)
+        self.settle()
+        self.successResultOf(d)
+
+    def stop(self, kernels: Kernels) -> None:
+        d = kernels.stopService()
+        self.clock.advance(10)
+        self.settle()
+        self.successResultOf(d)
+
+    def recorded(self) -> dict[str, KernelRecord]:
+        return {r.kernel_id: r for r in self.successResultOf(self.store.load_all())}
+
+
+class RecordTests(AdoptionTestCase):
+    def test_records_follow_the_kernel(self) -> None:
+        """Recorded at launch with its process; a restart records the new pid; a shutdown forgets it."""
+        kernels = self.make()
+        kernel = self.start(kernels)
+        record = self.recorded()[kernel.kernel_id]
+        self.assertEqual((record.process.pid, record.process.host), (self.launcher.kernels[0].pid, FAKE_HOST))
+        self.assertEqual(record.connection_info, self.launcher.kernels[0].connection_info)
+        self.assertEqual(record.role, USER)
+        d = kernel.restart()
+        self.settle()
+        self.successResultOf(d)
+        self.assertEqual(self.recorded()[kernel.kernel_id].process.pid, self.launcher.kernels[1].pid)
+        self.shutdown(kernels, kernel.kernel_id)
+        self.assertEqual(self.recorded(), {})
+        self.stop(kernels)
+
+    def test_failed_start_leaves_no_record(self) -> None:
+        """A kernel that never answers is stopped and its record removed."""
+        self.launcher.behaviour = {"answers_kernel_info": False}
+        kernels = self.make(start_timeout=3)
+        d = kernels.start_kernel()
+        self.clock.advance(20)
+        self.settle()
+        self.failureResultOf(d)
+        self.assertEqual(self.recorded(), {})
+        self.stop(kernels)
+
+
+class DetachTests(AdoptionTestCase):
+    def test_stop_leaves_users_kernels_running_and_ends_pools(self) -> None:
+        """Detaching: a user's kernel keeps running with its record; a pool's kernel is shut down and forgotten."""
+        kernels = self.make()
+        user = self.start(kernels)
+        pooled = self.start(kernels, role=PRESPAWN)
+        self.stop(kernels)
+        user_fake, pooled_fake = self.launcher.kernels
+        self.assertFalse(user_fake.ended)
+        self.assertEqual(user_fake.signals, [])
+        self.assertTrue(pooled_fake.ended)
+        self.assertEqual(list(self.recorded()), [user.kernel_id])
+        self.assertTrue(user.gone)  # this daemon no longer answers for it
+        self.assertNotIn(pooled.kernel_id, self.recorded())
+
+    def test_without_detach_stop_shuts_everything_down(self) -> None:
+        """--on-stop shutdown with a store: every kernel ends and no record remains."""
+        kernels = self.make(detach_on_stop=False)
+        self.start(kernels)
+        self.stop(kernels)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(self.recorded(), {})
+
+
+class AdoptTests(AdoptionTestCase):
+    def detached_kernel(self) -> tuple[str, float]:
+        first = self.make()
+        kernel = self.start(first)
+        self.clock.advance(30)
+        kernel.activity.touch()
+        last_activity = kernel.last_activity.timestamp()
+        self.stop(first)
+        self.clock.advance(600)
+        return kernel.kernel_id, last_activity
+
+    def test_next_service_adopts_before_ready(self) -> None:
+        """The next service lists the kernel under its id and last activity once it answered kernel_info."""
+        kernel_id, last_activity = self.detached_kernel()
+        second = self.make()
+        self.successResultOf(second.adopted())
+        kernel = second.get(kernel_id)
+        self.assertEqual(kernel.execution_state, "idle")
+        self.assertEqual(kernel.last_activity.timestamp(), last_activity)
+        self.assertIs(kernel.running, self.launcher.kernels[0])
+        self.assertEqual(second.role(kernel), USER)
+        # Adopted kernels are like any other: shutting one down ends the process.
+        self.shutdown(second, kernel_id)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(self.recorded(), {})
+
+    def test_process_gone_or_not_ours_is_lost(self) -> None:
+        """A record whose process cannot be adopted is forgotten, and nothing is signalled."""
+        kernel_id, _ = self.detached_kernel()
+        self.refused[kernel_id] = "pid 1001 now belongs to another process"
+        second = self.make()
+        self.successResultOf(second.adopted())
+        self.assertRaises(UnknownKernel, second.get, kernel_id)
+        self.assertEqual(self.recorded(), {})
+        self.assertEqual(self.launcher.kernels[0].signals, [])
+
+    def test_silent_kernel_is_lost_and_stopped(self) -> None:
+        """A kernel that does not answer kernel_info within the deadline is forgotten and its process ended."""
+        kernel_id, _ = self.detached_kernel()
+        FakeRunningKernel.answers_kernel_info = False
+        self.addCleanup(setattr, FakeRunningKernel, "answers_kernel_info", True)
+        second = self.make()
+        adopted = second.adopted()
+        self.assertNoResult(adopted)
+        self.assertEqual([k.kernel_id for k in second.list()], [kernel_id])  # listed while it is checked
+        self.clock.advance(5)
+        self.settle()
+        self.successResultOf(adopted)
+        self.assertRaises(UnknownKernel, second.get, kernel_id)
+        self.assertTrue(self.launcher.kernels[0].ended)
+        self.assertEqual(self.recorded(), {})
+
+    def test_pool_kernels_left_by_a_crash_are_shut_down(self) -> None:
+        """A prespawned kernel recorded by a daemon that was killed: adopted, then shut down (its pool refills)."""
+        first = self.make()
+        pooled = self.start(first, role=PRESPAWN)
+        second = self.make()  # the first never stopped: as after SIGKILL
+        self.successResultOf(second.adopted())
+        self.assertRaises(UnknownKernel, second.get, pooled.kernel_id)
+        self.assertTrue(self.launcher.kernels[0].ended)
+        self.assertEqual(self.recorded(), {})
+
+
+class ProcessAdopterTests(SynchronousTestCase):
+    def test_checks_host_life_and_identity(self) -> None:
+        """Only a record of this host whose pid still has the recorded start time is adopted."""
+        machine = fake_machine(self.mktemp())
+        fake = machine.launcher.launch("k", "python3", None, {}, "/")
+        running = self.successResultOf(fake)
+        record = KernelRecord("k", "python3", running.connection_info, {}, "/", 0.0, 0.0, process=running.process)
+        start_times = {running.pid: running.process.start_time}
+        watched: list[int] = []
+
+        def watch(pid: int, start_time: int) -> defer.Deferred[None]:
+            watched.append(pid)
+            return defer.Deferred()
+
+        def adopter(host: str) -> ProcessAdopter:
+            return ProcessAdopter(host, watch, start_time_of=start_times.get)
+
+        with self.assertRaises(CannotAdopt) as other_host:
+            adopter("elsewhere")(record)
+        self.assertIn("runs on host 'fakehost'", str(other_host.exception))
+        adopted = adopter(FAKE_HOST)(record)
+        self.assertEqual((adopted.pid, watched), (running.pid, [running.pid]))
+        start_times[running.pid] += 1
+        self.assertIn("now belongs to another process", str(self.assertRaises(CannotAdopt, adopter(FAKE_HOST), record)))
+        del start_times[running.pid]
+        self.assertIn("is gone", str(self.assertRaises(CannotAdopt, adopter(FAKE_HOST), record)))
