@@ -20,7 +20,8 @@ What it does, per the connection file (transport, ip, ports, key, scheme):
   echoes the ``input_reply`` value as the stream;
 - ``comm_info_request``: no comms; ``interrupt_request``: ``status: ok``;
 - ``shutdown_request`` (control or shell): the reply (also on iopub), then exit;
-- exits when its parent process goes away, and ignores SIGINT (the kernelspec
+- exits when its parent process goes away if it was given ``JPY_PARENT_PID``
+  (as ipykernel does; a kernel detached to outlive its gateway is not), and ignores SIGINT (the kernelspec
   written by ``_gateways`` asks for ``interrupt_mode: message``).
 
 It imports only pyzmq and the standard library: ~21 MiB RSS, of which ~9 MiB
@@ -120,7 +121,7 @@ class StandinKernel:
         self.running = True
 
     def serve(self) -> None:
-        parent_pid = os.getppid()
+        parent_pid = os.getppid() if os.environ.get("JPY_PARENT_PID") else None
         poller = zmq.Poller()
         for sock in (self.shell, self.control, self.hb):
             poller.register(sock, zmq.POLLIN)
@@ -132,7 +133,7 @@ class StandinKernel:
                 self.handle(self.control, self.control.recv_multipart())
             if self.running and self.shell in ready:
                 self.handle(self.shell, self.shell.recv_multipart())
-            if os.getppid() != parent_pid:
+            if parent_pid is not None and os.getppid() != parent_pid:
                 break
         for sock in (self.shell, self.control, self.stdin, self.iopub, self.hb):
             sock.close()

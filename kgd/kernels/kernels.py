@@ -367,13 +367,15 @@ class Kernels(Service):
     @defer.inlineCallbacks
     def _adopt_all(self) -> Any:
         assert self._store is not None
+        began = self._clock.seconds()
         records = yield self._store.load_all()
         outcomes = yield defer.DeferredList([self._adopt(r) for r in records], consumeErrors=True)
         adopted = sum(1 for ok, kernel in outcomes if ok and kernel is not None)
         log.info(
-            "adopted {adopted} of {recorded} recorded kernels",
+            "adopted {adopted} of {recorded} recorded kernels in {duration_ms:.0f}ms",
             adopted=adopted,
             recorded=len(records),
+            duration_ms=(self._clock.seconds() - began) * 1000,
             event="kernels_adopted",
         )
 
