@@ -133,9 +133,10 @@ class DistributedProvisionerTests(unittest.TestCase):
         self.assertEqual(answer, "42")
         self.assertIn(int(pid), remote)
 
-        sleeping = ws.execute_request("import time; time.sleep(120)")
+        sleeping = ws.execute_request("import time; print('sleeping', flush=True); time.sleep(120)")
         channels.send(sleeping)
-        yield channels.wait_for(ws.of_type("execute_input", "iopub"))
+        # Interrupt once the cell runs: a SIGINT before that can land where ipykernel ignores it.
+        yield channels.wait_for(ws.of_type("stream", "iopub"))
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
         messages = yield channels.wait_for(ws.finished(sleeping))
