@@ -106,6 +106,12 @@ class Metrics:
             buckets=_HTTP_BUCKETS,
             registry=r,
         )
+        self.connections_refused = Counter(
+            "kgd_connections_refused",
+            "Channels WebSocket upgrades refused with 503 (reason: max_connections, open_files)",
+            ["reason"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "kgd_notebook_http_queue_depth", "notebook-http requests waiting for a kernel", registry=r
         )

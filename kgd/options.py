@@ -354,6 +354,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log-format", "log lines as text or json", "text", choice("text", "json"), env="KGD_LOG_FORMAT", metavar="FORMAT"),
     Setting("metrics-public", "serve /metrics without the token", False, parse_bool, env="KGD_METRICS_PUBLIC", switch=True),
     Setting(
+        "max-connections",
+        "channels WebSockets served at once, beyond which an upgrade is a 503 (lowered to what the open-files limit allows)",
+        10000,
+        parse_int,
+        env="KGD_MAX_CONNECTIONS",
+        metavar="N",
+    ),
+    Setting(
         "kernel-store",
         "where kernels are recorded so they outlive the daemon: a file:///directory (default: nowhere)",
         "",
@@ -437,6 +445,7 @@ class GatewaySettings:
     request_timeout: float
     log_format: str
     metrics_public: bool
+    max_connections: int
     kernel_store: str
     on_stop: str
     runtime_dir: str

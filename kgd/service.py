@@ -33,6 +33,7 @@ from twisted.python.usage import UsageError
 
 import kgd
 from kgd.gateway import Gateway
+from kgd.limits import OpenFiles, max_connections, raise_open_files_limit
 from kgd.interfaces import IKernelLauncher, IPersonality, IZmqSockets
 from kgd.kernels.adoption import ProcessAdopter, record_of
 from kgd.kernels.culling import CullPolicy
@@ -178,8 +179,13 @@ def makeService(
     launcher: IKernelLauncher | None = None,
     sockets: IZmqSockets | None = None,
     specs: KernelSpecs | None = None,
+    open_files: OpenFiles | None = None,
 ) -> MultiService:
-    """Build the whole daemon from validated settings."""
+    """Build the whole daemon from validated settings.
+
+    ``open_files`` is the descriptor limit to plan for; by default the soft
+    limit is raised to the hard one first.
+    """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -188,10 +194,20 @@ def makeService(
     CleanExit(reactor).setServiceParent(top)
     runtime = RuntimeDirectory(settings.runtime_dir)
     runtime.setServiceParent(top)
+    open_files = open_files or raise_open_files_limit()
+    settings = settings.replace(max_connections=max_connections(settings.max_connections, open_files))
+    log.info(
+        "open files limit {soft} (was {before}, hard {hard}): at most {connections} channels WebSockets",
+        soft=open_files.soft,
+        before=open_files.before,
+        hard=open_files.hard,
+        connections=settings.max_connections,
+        event="limits",
+    )
     if sockets is None:
         from kgd.kernels.zmq_sockets import TxZmqSockets
 
-        sockets = TxZmqSockets()
+        sockets = TxZmqSockets(max_sockets=open_files.soft)
     SocketsService(sockets).setServiceParent(top)
     metrics, readiness = Metrics(), Readiness()
     MetricsService(metrics, globalLogPublisher).setServiceParent(top)

@@ -40,7 +40,7 @@ PACKAGE_ROOT = os.path.join(REPO_ROOT, "kgd")
 #: Layers, lowest first: (name, module prefixes).  A prefix ending in "." names a package's modules.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("interfaces", ("kgd", "kgd.interfaces")),
-    ("cross-cutting", ("kgd.timestamps", "kgd.logs", "kgd.readiness", "kgd.systemd", "kgd.metrics")),
+    ("cross-cutting", ("kgd.timestamps", "kgd.logs", "kgd.readiness", "kgd.systemd", "kgd.metrics", "kgd.limits")),
     ("kernels", ("kgd.kernels", "kgd.kernels.")),
     ("gateway", ("kgd.gateway", "kgd.policies")),
     ("web", ("kgd.web", "kgd.web.")),

@@ -54,7 +54,8 @@ class _Socket:
 class TxZmqSockets:
     """Makes kernel sockets from one ZeroMQ context, closed when the daemon stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_sockets: int | None = None) -> None:
+        """``max_sockets``: the context's socket limit (ZeroMQ's default is 1023), capped at what libzmq allows."""
         import txzmq
         from zmq import constants
 
@@ -62,6 +63,9 @@ class TxZmqSockets:
         self._constants = constants
         self._factory = txzmq.ZmqFactory()
         self._factory.lingerPeriod = 0
+        if max_sockets is not None:
+            context = self._factory.context
+            context.set(constants.MAX_SOCKETS, min(max_sockets, context.get(constants.SOCKET_LIMIT)))
         self._classes = self._make_classes()
 
     def _make_classes(self) -> dict[str, type]:

@@ -23,3 +23,4 @@ class JupyterWebsocketSettings:
     session_buffer_bytes: int
     session_buffer_age: float
     on_stop: str
+    max_connections: int

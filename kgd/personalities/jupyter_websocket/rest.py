@@ -196,10 +196,12 @@ class KernelsAPI:
 
     @app.route("/api/kernels/<kernel_id>/channels", methods=["GET"])
     def kernel_channels(self, request: IRequest, kernel_id: str) -> Any:
-        """Upgrade to the channels WebSocket (see ``channels``); 404 before the upgrade for an unknown kernel."""
+        """Upgrade to the channels WebSocket (see ``channels``); 404 (unknown kernel) or 503
+        (``--max-connections`` reached) before the upgrade."""
         kernel = self._kernel(kernel_id)
         if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
             raise HTTPError(400, 'Can "Upgrade" only to "WebSocket".')
+        self.channels.admit()
         session_ids = (request.args or {}).get(b"session_id") or [b""]
         session_id = session_ids[0].decode("utf-8", "replace") or None
         return self.channels.resource(kernel, session_id)

@@ -35,6 +35,7 @@
 #          (pongs to its pings included) waits
 #     1009 a message over --max-message-size
 #     1011 the kernel died and could not be restarted
+#     1013 the gateway is out of file descriptors: try again later
 #     1012 the gateway is restarting and its kernels live on (--on-stop
 #          detach): reconnect with the same session_id
 """The channels WebSocket: Jupyter messages between clients and a kernel.
@@ -68,9 +69,11 @@ from twisted.web.resource import IResource
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
+from kgd.limits import out_of_descriptors
 from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
+from kgd.web.errors import HTTPError
 from kgd.personalities.jupyter_websocket.channel_sessions import (
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
@@ -82,6 +85,7 @@ from kgd.personalities.jupyter_websocket.channel_sessions import (
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -100,6 +104,8 @@ class ChannelsSettings:
     buffer: BufferLimits = BufferLimits(10000, 64 * 1024**2, 300.0)
     #: Kernels outlive the daemon (``--on-stop detach``): connections are closed with 1012, not 1001.
     kernels_outlive_stop: bool = False
+    #: WebSockets served at once (0: no limit); one more is refused with 503 before the upgrade.
+    max_connections: int = 0
 
     @classmethod
     def from_settings(cls, settings: JupyterWebsocketSettings) -> "ChannelsSettings":
@@ -112,6 +118,7 @@ class ChannelsSettings:
                 settings.session_buffer_messages, settings.session_buffer_bytes, settings.session_buffer_age
             ),
             kernels_outlive_stop=settings.on_stop == "detach",
+            max_connections=settings.max_connections,
         )
 
     def protocol_options(self) -> dict[str, Any]:
@@ -222,6 +229,12 @@ class ChannelsProtocol(WebSocketServerProtocol):
         except KernelGone:
             self.end(CLOSE_NORMAL, "kernel shut down")
             return
+        except Exception as error:
+            if not out_of_descriptors(error):
+                raise
+            self._channels.refused("open_files")
+            self.end(CLOSE_TRY_AGAIN_LATER, "the gateway is out of file descriptors; try again later")
+            return
         self._log.info(
             "channels opened: kernel {kernel_id} session {session} ({protocol}) from {peer}",
             kernel_id=self._kernel_id,
@@ -257,6 +270,12 @@ class ChannelsProtocol(WebSocketServerProtocol):
             self.end(CLOSE_NORMAL, "kernel shut down")
             return
         self._relayed(channel, "in", len(payload))
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        channels, self._channels = self._channels, None
+        if channels is not None:
+            channels.connection_ended()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self._session = self._session, None
@@ -379,6 +398,7 @@ class _Upgrade:
     def buildProtocol(self, addr: IAddress) -> ChannelsProtocol:
         protocol = self._channels.factory.buildProtocol(addr)
         protocol.bind(self._channels, self._kernel, self._session_id)
+        self._channels.connections += 1
         return protocol
 
 
@@ -392,9 +412,26 @@ class Channels:
         self.factory = ChannelsFactory(server="kgd", reactor=clock)
         self.factory.setProtocolOptions(**settings.protocol_options())
         self._kernels: dict[str, KernelSessions] = {}
+        #: Channels WebSockets from upgrade to connection lost.
+        self.connections = 0
         if IReactorCore.providedBy(clock):
             # Before the services stop: the reactor would drop the sockets without a close frame.
             clock.addSystemEventTrigger("before", "shutdown", self.close_all)
+
+    def admit(self) -> None:
+        """Refuse one more WebSocket past ``max_connections``: a 503 before the upgrade, never a 101 that goes nowhere."""
+        limit = self.settings.max_connections
+        if limit and self.connections >= limit:
+            self.refused("max_connections")
+            raise HTTPError(503, f"The gateway serves at most {limit} WebSocket connections; try again later")
+
+    def refused(self, reason: str) -> None:
+        """Count a refused connection (``max_connections`` or ``open_files``)."""
+        self.metrics.connections_refused.labels(reason).inc()
+
+    def connection_ended(self) -> None:
+        """A channels WebSocket's TCP connection is gone: its place is free."""
+        self.connections -= 1
 
     def resource(self, kernel: Kernel, session_id: str | None) -> IResource:
         """The resource that upgrades this request to a channels WebSocket of ``kernel``."""
