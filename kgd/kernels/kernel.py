@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSockets
 from kgd.kernels.activity import UNTRACKED_MESSAGE_TYPES, KernelActivity
+from kgd.kernels.shielded import shielded
 from kgd.kernels.connection import ClientReceiver, IopubListener, KernelClient, KernelConnection, KernelGone
 from kgd.kernels.supervisor import KernelDiedStarting, KernelStartError, KernelSupervisor, RestartPolicy
 from kgd.timestamps import isoformat
@@ -170,12 +171,15 @@ class Kernel:
         self.supervisor.interrupt()
 
     def restart(self) -> defer.Deferred[None]:
-        """Restart under the same id and ports; connected clients stay attached."""
-        return self.supervisor.restart()
+        """Restart under the same id and ports; connected clients stay attached.
+
+        Cancelling the returned Deferred does not stop the restart (``shielded``).
+        """
+        return shielded(self.supervisor.restart())
 
     def shutdown(self) -> defer.Deferred[None]:
-        """Shut the kernel down and release everything it holds."""
-        return self.supervisor.shutdown()
+        """Shut the kernel down and release everything it holds (to the end, even if the caller cancels)."""
+        return shielded(self.supervisor.shutdown())
 
     def adopt(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:
         """Take over ``running``, a process an earlier daemon left; fires once it answers kernel_info."""

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from kgd.interfaces import IKernelLauncher, IKernelStore, IRunningKernel, IZmqSockets
 from kgd.kernels.kernel import Kernel, KernelStartError
 from kgd.kernels.records import KernelRecord
+from kgd.kernels.shielded import shielded
 from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
 from kgd.kernels.specs import KernelSpecs
 
@@ -166,6 +167,11 @@ class Kernels(Service):
             existing = self._kernels.get(kernel_id)
             if existing is not None and not existing.gone:
                 return defer.succeed(existing)
+            if kernel_id in self._stopping:
+                # The old kernel of that id still holds its connection file: start once it is gone.
+                return shielded(self._stopping[kernel_id]).addBoth(
+                    lambda _: self.start_kernel(name, env, path, kernel_id, role=role)
+                )
             try:
                 kernel_id = str(uuid.UUID(kernel_id))
             except ValueError:
@@ -187,7 +193,8 @@ class Kernels(Service):
             kernel_cwd(self._root_dir, path),
         )
         self._roles[kernel.kernel_id] = role
-        return self._start(kernel)
+        # A client that disconnects does not stop the start: the kernel comes up and is listed.
+        return shielded(self._start(kernel))
 
     def _make_kernel(
         self, kernel_id: str, spec_name: str, spec: Any, env: Mapping[str, str], cwd: str, started: float | None = None
@@ -253,7 +260,7 @@ class Kernels(Service):
             kernel = self.get(kernel_id)
         except UnknownKernel as error:
             return defer.fail(error)
-        return self._shutdown(kernel)
+        return shielded(self._shutdown(kernel))
 
     def _shutdown(self, kernel: Kernel) -> defer.Deferred[None]:
         if kernel.kernel_id in self._stopping:

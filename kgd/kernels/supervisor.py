@@ -163,6 +163,11 @@ class KernelSupervisor:
             raise  # the request's own fault (a 400), e.g. an env value a provisioner refuses
         except Exception as error:
             raise KernelStartError(f"Kernel {self.spec_name} could not be launched: {error}") from error
+        if self.gone:
+            # Shut down while the launch was under way: this process must not outlive the kernel.
+            self.running = running
+            yield self._stop_process(running, polite=False)
+            raise KernelGone(self.kernel_id)
         yield self._watch(running)
 
     @defer.inlineCallbacks
@@ -211,6 +216,8 @@ class KernelSupervisor:
             self._connection.broadcast_status("restarting")
             try:
                 yield self._launch(self._connection.connection_info)
+            except KernelGone:
+                return  # shut down meanwhile
             except KernelStartError as error:
                 log.warn("kernel {kernel_id} failed to restart: {error}", kernel_id=self.kernel_id, error=error)
                 if not self.gone:
@@ -252,6 +259,8 @@ class KernelSupervisor:
             raise KernelGone(self.kernel_id)
         if self.running is not None:
             yield self._stop_process(self.running, polite=True, restart=True)
+        if self.gone:
+            raise KernelGone(self.kernel_id)  # shut down while its old process stopped
         try:
             yield self._launch(self._connection.connection_info or None)
         except KernelStartError:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from kgd.kernels.kernel import KernelStartError
+from kgd.kernels.kernel import KernelGone, KernelStartError
 from kgd.kernels.kernel_request import InvalidKernelRequest
 from kgd.kernels.kernels import USER, KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.specs import UnknownKernelSpec
@@ -230,3 +231,88 @@ class RoleTests(KernelsTestCase):
         self.assertRaises(UnknownKernel, kernels.role, kernel)
         self.failureResultOf(kernels.start_kernel("nope", role="prespawn"), UnknownKernelSpec)
         self.assertRaises(UnknownKernel, kernels.role, "no-such-id")
+
+
+class RaceTests(KernelsTestCase):
+    """Lifecycle operations against each other and against callers who stop waiting (issue 10's races)."""
+
+    def slow_to_stop(self) -> None:
+        """Kernels from now on ignore shutdown_request and SIGTERM: each stop takes the full escalation."""
+        self.launcher.behaviour = {"exits_on_shutdown_request": False, "ends_on": frozenset()}
+
+    def escalate(self) -> None:
+        """Let a stop run through shutdown_request, TERM and KILL (5 s each) and what follows."""
+        for _ in range(4):
+            self.clock.advance(5)
+            self.clock.advance(0)
+
+    def test_restart_and_delete_together(self) -> None:
+        """DELETE during a restart: the restart fails with KernelGone at once and no process is left."""
+        self.slow_to_stop()
+        kernels = self.make()
+        kernel = self.start(kernels)
+        restarting = kernel.restart()
+        self.clock.advance(0)
+        deleting = kernels.shutdown_kernel(kernel.kernel_id)
+        self.escalate()
+        self.successResultOf(deleting)
+        self.failureResultOf(restarting, KernelGone)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(kernels.list(), [])
+
+    def test_caller_leaving_a_restart_does_not_stop_it(self) -> None:
+        """The restart's caller cancels (its client disconnected): the kernel still restarts and is usable."""
+        self.slow_to_stop()
+        kernels = self.make()
+        kernel = self.start(kernels)
+        restarting = kernel.restart()
+        self.clock.advance(1)
+        restarting.cancel()
+        self.failureResultOf(restarting, defer.CancelledError)
+        self.escalate()
+        self.assertEqual(kernel.execution_state, "idle")
+        self.assertEqual([k.pid for k in self.launcher.alive()], [kernel.running.pid])
+        self.assertEqual(kernels.list(), [kernel])
+        stopping = kernels.stopService()
+        self.escalate()
+        self.successResultOf(stopping)
+
+    def test_caller_leaving_a_shutdown_does_not_stop_it(self) -> None:
+        """The DELETE's caller cancels while a busy kernel is being stopped: the process still ends, nothing is listed."""
+        self.slow_to_stop()
+        kernels = self.make()
+        kernel = self.start(kernels)
+        deleting = kernels.shutdown_kernel(kernel.kernel_id)
+        self.clock.advance(1)
+        deleting.cancel()
+        self.failureResultOf(deleting, defer.CancelledError)
+        self.escalate()
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(kernels.list(), [])
+
+    def test_caller_leaving_a_start_does_not_stop_it(self) -> None:
+        """POST's caller cancels during the start: the kernel comes up and is listed, nothing leaks."""
+        kernels = self.make()
+        starting = kernels.start_kernel()
+        starting.cancel()
+        self.failureResultOf(starting, defer.CancelledError)
+        self.clock.advance(0)
+        self.assertEqual(len(kernels.list()), 1)
+        self.assertEqual([k.pid for k in self.launcher.alive()], [kernels.list()[0].running.pid])
+
+    def test_start_with_the_id_of_a_kernel_being_deleted(self) -> None:
+        """POST with the kernel_id of a kernel still shutting down starts a new one once the old one is gone."""
+        self.slow_to_stop()
+        kernels = self.make()
+        old = self.start(kernels)
+        kernels.shutdown_kernel(old.kernel_id)
+        self.launcher.behaviour = {}
+        starting = kernels.start_kernel(kernel_id=old.kernel_id)
+        self.clock.advance(0)
+        self.assertNoResult(starting)
+        self.assertEqual(len(self.launcher.launches), 1)
+        self.escalate()
+        new = self.successResultOf(starting)
+        self.assertEqual(new.kernel_id, old.kernel_id)
+        self.assertIsNot(new, old)
+        self.assertEqual([k.pid for k in self.launcher.alive()], [new.running.pid])
