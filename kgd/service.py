@@ -35,7 +35,7 @@ import kgd
 from kgd.gateway import Gateway
 from kgd.limits import OpenFiles, max_connections, raise_open_files_limit
 from kgd.interfaces import IKernelLauncher, IPersonality, IZmqSockets
-from kgd.kernels.adoption import ProcessAdopter, record_of
+from kgd.kernels.adoption import KernelAdopter, ProcessAdopter, record_of
 from kgd.kernels.culling import CullPolicy
 from kgd.kernels.dispatching import LauncherService, make_launcher
 from kgd.kernels.file_store import BadStoreDirectory, FileKernelStore, store_directory
@@ -233,7 +233,10 @@ def makeService(
         shutdown_wait=settings.shutdown_wait_time,
         store=store,
         record_of=record_of,
-        adopt_process=ProcessAdopter(this_host(), lambda pid, start_time: watch_exit(reactor, pid, start_time)),
+        adopt_process=KernelAdopter(
+            ProcessAdopter(this_host(), lambda pid, start_time: watch_exit(reactor, pid, start_time)),
+            lambda record, spec: launcher.adopt(record, spec),
+        ),
         detach_on_stop=settings.on_stop == "detach",
     )
     kernels.setServiceParent(top)

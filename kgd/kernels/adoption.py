@@ -1,54 +1,81 @@
 """Records to running kernels and back: what the kernel store keeps, and what adoption checks.
 
-``record_of`` turns a running local kernel into the ``KernelRecord`` a store
-keeps.  ``ProcessAdopter`` turns a record back into an ``IRunningKernel``
-(an ``AdoptedProcess``) after checking that the recorded process is still
-there and still the same one: recorded on this host, alive, and started at
-the recorded time, so a pid that now names another program is refused
-(``CannotAdopt``) and never signalled.
-
-Provisioned kernels are not recorded yet: their provisioner's own
-``get_provisioner_info()`` is the seam for that, and the next step (several
-replicas) needs it.
+``record_of`` turns a running kernel into the ``KernelRecord`` a store
+keeps: a local one with its process's identity, a provisioned one with its
+provisioner's own ``get_provisioner_info()``.  ``ProcessAdopter`` turns a
+local kernel's record back into an ``IRunningKernel`` (an
+``AdoptedProcess``) after checking that the recorded process is still there
+and still the same one: recorded on this host, alive, and started at the
+recorded time, so a pid that now names another program is refused
+(``CannotAdopt``) and never signalled.  ``KernelAdopter`` sends each record
+to the adopter of its kind (a provisioned kernel goes back to its
+provisioner, ``ProvisionedLauncher.adopt``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.internet import defer
+
+from jupyter_client.kernelspec import KernelSpec
 
 from kgd.interfaces import IRunningKernel
 from kgd.kernels.adopted import AdoptedProcess, Killpg
 from kgd.kernels.kernel import Kernel
 from kgd.kernels.process_identity import process_start_time
-from kgd.kernels.records import KernelRecord, LocalProcess
+from kgd.kernels.records import CannotAdopt, KernelRecord, LocalProcess, ProvisionerState
 
 WatchExit = Callable[[int, int], "defer.Deferred[None]"]
-
-
-class CannotAdopt(Exception):
-    """The recorded kernel cannot be taken over; the message says why."""
+AdoptProvisioned = Callable[[KernelRecord, KernelSpec], "defer.Deferred[IRunningKernel]"]
 
 
 def record_of(kernel: Kernel, role: str) -> KernelRecord | None:
     """The record of ``kernel`` as it runs now; None for a kernel kgd cannot adopt later."""
     running = kernel.running
     process = getattr(running, "process", None)
-    if running is None or not isinstance(process, LocalProcess):
+    state = getattr(running, "provisioner_state", None)
+    if running is None:
+        return None
+    if not isinstance(process, LocalProcess):
+        process = None
+    if not isinstance(state, ProvisionerState):
+        state = None
+    if process is None and state is None:
         return None
     return KernelRecord(
         kernel_id=kernel.kernel_id,
         spec_name=kernel.spec_name,
-        connection_info=dict(running.connection_info),
+        connection_info=stored_connection_info(running.connection_info),
         env=dict(kernel.env),
         cwd=kernel.cwd,
         started=kernel.started,
         last_activity=kernel.last_activity.timestamp(),
         role=role,
+        restart_count=kernel.supervisor.restart_count,
         process=process,
+        provisioner=state,
     )
+
+
+def stored_connection_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection info as a record stores it: provisioners hand the key over as bytes, JSON wants text."""
+    return {name: value.decode("ascii") if isinstance(value, bytes) else value for name, value in info.items()}
+
+
+class KernelAdopter:
+    """Adopts each record the way its kernel runs: a local process, or through its provisioner."""
+
+    def __init__(self, processes: Callable[[KernelRecord], IRunningKernel], provisioned: AdoptProvisioned) -> None:
+        self._processes = processes
+        self._provisioned = provisioned
+
+    def __call__(self, record: KernelRecord, spec: KernelSpec) -> defer.Deferred[IRunningKernel]:
+        """The running kernel ``record`` describes; fails with ``CannotAdopt`` if it is gone or not ours."""
+        if record.provisioner is not None:
+            return self._provisioned(record, spec)
+        return defer.maybeDeferred(self._processes, record)
 
 
 class ProcessAdopter:

@@ -21,6 +21,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
+from kgd.kernels.records import CannotAdopt, KernelRecord
 from kgd.kernels.specs import provisioner_name
 
 
@@ -55,6 +56,16 @@ class DispatchingLauncher:
         except Exception as error:
             return defer.fail(error)
         return launcher.launch(kernel_id, spec_name, spec, env, cwd, connection_info)
+
+    def adopt(self, record: KernelRecord, spec: KernelSpec) -> defer.Deferred[IRunningKernel]:
+        """Give a recorded provisioned kernel back to its provisioner (local kernels are adopted by process)."""
+        try:
+            launcher = self.launcher_for(spec)
+        except Exception as error:
+            return defer.fail(CannotAdopt(str(error)))
+        if launcher is self._local:
+            return defer.fail(CannotAdopt(f"kernelspec {record.spec_name} no longer names a provisioner"))
+        return launcher.adopt(record, spec)  # type: ignore[attr-defined]
 
     def stop(self) -> defer.Deferred[None]:
         """Wait for provisioned launches under way (local launches are immediate)."""

@@ -23,6 +23,7 @@ import os
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
+from jupyter_client.kernelspec import KernelSpec
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -51,8 +52,8 @@ class UnknownKernel(LookupError):
 
 
 KernelHook = Callable[[Kernel], Any]
-#: Turns a record into its running process, or raises with the reason it cannot (``adoption.ProcessAdopter``).
-AdoptProcess = Callable[[KernelRecord], IRunningKernel]
+#: Turns a record (and its kernelspec) into its running kernel, or fails with the reason it cannot (``adoption.KernelAdopter``).
+AdoptProcess = Callable[[KernelRecord, KernelSpec], "defer.Deferred[IRunningKernel]"]
 #: Turns a kernel into its record, or None if it cannot be adopted later (``adoption.record_of``).
 RecordOf = Callable[[Kernel, str], "KernelRecord | None"]
 
@@ -392,12 +393,13 @@ class Kernels(Service):
         assert self._adopt_process is not None
         try:
             spec = self.specs.get(record.spec_name)
-            running = self._adopt_process(record)
+            running = yield self._adopt_process(record, spec)
         except Exception as error:  # CannotAdopt, or the kernelspec is gone
             yield self._lose(record, str(error))
             return None
         kernel = self._make_kernel(record.kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
         kernel.activity.restore(record.last_activity)
+        kernel.supervisor.restart_count = record.restart_count
         self._roles[kernel.kernel_id] = record.role
         # Listed while it is checked, as it was before the restart: clients reconnect at once.
         self._kernels[kernel.kernel_id] = kernel

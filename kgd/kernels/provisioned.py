@@ -33,6 +33,7 @@ they are never part of an API response.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -53,6 +54,7 @@ from kgd.interfaces import IKernelLauncher, IRunningKernel
 from kgd.kernels.launcher import kernel_command
 from kgd.kernels.process_end import ProcessEnd
 from kgd.kernels.provisioner_env import check_provisioner_env
+from kgd.kernels.records import CannotAdopt, KernelRecord, ProvisionerState
 from kgd.kernels.specs import is_asyncio_reactor, provisioner_name
 
 log = Logger()
@@ -131,7 +133,7 @@ class ProvisionerParent(ConnectionFileMixin):
 
 @implementer(IRunningKernel)
 class ProvisionedKernel:
-    """A kernel a provisioner launched; it has ended once ``poll()`` returns an exit code."""
+    """A kernel a provisioner launched (or reloaded); it has ended once ``poll()`` returns an exit code."""
 
     def __init__(
         self,
@@ -143,11 +145,14 @@ class ProvisionedKernel:
         clock: IReactorTime,
         run: Run,
         poll_interval: float,
+        state: ProvisionerState | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self.provisioner = provisioner
         self._parent = parent
         self.connection_info = connection_info
+        #: What a later daemon needs to take this kernel over; None if it cannot (see ``persistable_state``).
+        self.provisioner_state = state
         self.pid: int | None = provisioner.pid if isinstance(provisioner, LocalProvisioner) else None
         self._run = run
         self._ending = ProcessEnd()
@@ -296,31 +301,47 @@ class ProvisionedLauncher:
                 event="provisioner_unavailable",
             )
             return defer.fail(ProvisionerError(f"provisioner {name} is not available ({type(error).__name__}: {error})"))
-        launch = self._run(self._start(provisioner, dict(env), cwd))
+        launch = self._run(self._start(provisioner, name, dict(env), cwd))
         launch.addCallback(self._unless_stopping)
         launch.addErrback(self._failed, kernel_id, spec_name, name, provisioner, parent)
         launch.addCallback(self._started, kernel_id, spec_name, name, provisioner, parent)
         self._in_flight.add(launch)
         return launch.addBoth(lambda result: (self._in_flight.discard(launch), result)[1])
 
-    def _unless_stopping(self, info: dict[str, Any]) -> dict[str, Any]:
+    def _unless_stopping(self, launched: Any) -> Any:
         if self._stopping:
             raise ProvisionerError("the gateway is stopping")
-        return info
+        return launched
 
-    async def _start(self, provisioner: Any, env: dict[str, str], cwd: str) -> dict[str, Any]:
-        """The launch sequence of jupyter_client's KernelManager, minus the manager."""
+    async def _start(
+        self, provisioner: Any, name: str, env: dict[str, str], cwd: str
+    ) -> tuple[dict[str, Any], ProvisionerState | None]:
+        """The launch sequence of jupyter_client's KernelManager, minus the manager; then what persists of it."""
         kwargs = await provisioner.pre_launch(env=env, cwd=cwd)
         command = kwargs.pop("cmd")
         info = await provisioner.launch_kernel(command, **kwargs)
         await provisioner.post_launch(**kwargs)
-        return dict(info)
+        return dict(info), await persistable_state(provisioner, name)
 
     def _started(
-        self, info: dict[str, Any], kernel_id: str, spec_name: str, name: str, provisioner: Any, parent: ProvisionerParent
+        self,
+        launched: tuple[dict[str, Any], ProvisionerState | None],
+        kernel_id: str,
+        spec_name: str,
+        name: str,
+        provisioner: Any,
+        parent: ProvisionerParent,
     ) -> IRunningKernel:
+        info, state = launched
         running = ProvisionedKernel(
-            kernel_id, provisioner, parent, info, clock=self._reactor, run=self._run, poll_interval=self._poll_interval
+            kernel_id,
+            provisioner,
+            parent,
+            info,
+            clock=self._reactor,
+            run=self._run,
+            poll_interval=self._poll_interval,
+            state=state,
         )
         if running.pid is not None:
             where = f"as pid {running.pid}"
@@ -335,6 +356,55 @@ class ProvisionedLauncher:
             event="kernel_launched",
         )
         return running
+
+    def adopt(self, record: KernelRecord, spec: KernelSpec) -> defer.Deferred[IRunningKernel]:
+        """Reload the provisioner of a recorded kernel; ``CannotAdopt`` if it cannot or says the kernel ended.
+
+        The provisioner is made as for a launch, given back its
+        ``get_provisioner_info()`` through ``load_provisioner_info()``, and
+        polled once: only a kernel it still reports running is taken over.
+        """
+        state = record.provisioner
+        name = provisioner_name(spec)
+        if state is None:
+            return defer.fail(CannotAdopt("it was not started by a provisioner"))
+        if name != state.name:
+            return defer.fail(CannotAdopt(f"its kernelspec now names provisioner {name!r}, not {state.name!r}"))
+        if self._require_asyncio and not is_asyncio_reactor(self._reactor):
+            return defer.fail(CannotAdopt(f"provisioner {name} runs only on the asyncio reactor"))
+        parent = ProvisionerParent(
+            record.kernel_id,
+            spec,
+            os.path.join(self._runtime_dir, f"kernel-{record.kernel_id}.json"),
+            log=provisioner_logger(),
+        )
+        connection_info = dict(record.connection_info)
+        parent.load_connection_info(connection_info)
+        try:
+            provisioner = self._factory().create_provisioner_instance(record.kernel_id, spec, parent)
+        except Exception as error:
+            return defer.fail(CannotAdopt(f"provisioner {name} is not available ({type(error).__name__}: {error})"))
+        reloaded = self._run(self._reload(provisioner, state, connection_info))
+
+        def adopted(code: int | None) -> IRunningKernel:
+            if code is not None:
+                raise CannotAdopt(f"provisioner {name} reports it ended")
+            return ProvisionedKernel(
+                record.kernel_id,
+                provisioner,
+                parent,
+                connection_info,
+                clock=self._reactor,
+                run=self._run,
+                poll_interval=self._poll_interval,
+                state=state,
+            )
+
+        return reloaded.addCallback(adopted)
+
+    async def _reload(self, provisioner: Any, state: ProvisionerState, connection_info: dict[str, Any]) -> int | None:
+        await provisioner.load_provisioner_info({**state.info, "connection_info": connection_info})
+        return await provisioner.poll()
 
     @defer.inlineCallbacks
     def _failed(
@@ -362,3 +432,30 @@ class ProvisionedLauncher:
             log.warn("kernel {kernel_id}: provisioner {step} after a failed launch: {error}", kernel_id=kernel_id, step=step, error=failure.value)
 
         return self._run(coroutine).addErrback(failed)
+
+
+async def persistable_state(provisioner: Any, name: str) -> ProvisionerState | None:
+    """What a later daemon needs to reload ``provisioner``, or None if it could not.
+
+    jupyter_client's ``LocalProvisioner`` keeps its kernel as a child
+    ``Popen`` that ``load_provisioner_info()`` cannot give back (its ``poll()``
+    then says the kernel ended), and it hands the kernel ``JPY_PARENT_PID``,
+    so such a kernel ends with the daemon anyway.  Remote provisioners
+    (gateway-provisioners') reach their kernel by host and listener port,
+    which is what their info holds.  Info that is not JSON cannot be stored.
+    """
+    if isinstance(provisioner, LocalProvisioner):
+        return None
+    info = dict(await provisioner.get_provisioner_info())
+    info.pop("connection_info", None)  # the record keeps it once, with its key
+    try:
+        info = json.loads(json.dumps(info))
+    except (TypeError, ValueError) as error:
+        log.warn(
+            "kernel {kernel_id}: provisioner {name}'s info cannot be stored ({error}); it will not outlive the daemon",
+            kernel_id=getattr(provisioner, "kernel_id", "?"),
+            name=name,
+            error=error,
+        )
+        return None
+    return ProvisionerState(name=name, info=info)

@@ -46,6 +46,10 @@ class StoreUnavailable(Exception):
     """The kernel store cannot be reached (Redis down, directory unreadable)."""
 
 
+class CannotAdopt(Exception):
+    """The recorded kernel cannot be taken over; the message says why."""
+
+
 @dataclass(frozen=True)
 class LocalProcess:
     """A kernel process on one host, identified beyond its pid.
@@ -63,6 +67,21 @@ class LocalProcess:
 
 
 @dataclass(frozen=True)
+class ProvisionerState:
+    """A provisioned kernel as its provisioner describes it.
+
+    ``info`` is what the provisioner's ``get_provisioner_info()`` returned,
+    minus the connection info (the record holds that once, key included);
+    ``load_provisioner_info()`` gets it back with the connection info put in
+    again.  ``name`` is the provisioner that wrote it: a kernelspec that now
+    names another one cannot read it.
+    """
+
+    name: str
+    info: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class KernelRecord:
     """One kernel, as stored.  Timestamps are seconds since the epoch."""
 
@@ -76,7 +95,7 @@ class KernelRecord:
     role: str = "user"
     restart_count: int = 0
     process: LocalProcess | None = None
-    provisioner: Mapping[str, Any] | None = None
+    provisioner: ProvisionerState | None = None
     version: int = field(default=RECORD_VERSION)
 
     def with_changes(self, **changes: Any) -> "KernelRecord":
@@ -98,8 +117,10 @@ def encode_record(record: KernelRecord) -> bytes:
         "role": record.role,
         "restart_count": record.restart_count,
         "process": None,
-        "provisioner": dict(record.provisioner) if record.provisioner is not None else None,
+        "provisioner": None,
     }
+    if record.provisioner is not None:
+        data["provisioner"] = {"name": record.provisioner.name, "info": dict(record.provisioner.info)}
     if record.process is not None:
         p = record.process
         data["process"] = {"pid": p.pid, "pgid": p.pgid, "start_time": p.start_time, "host": p.host}
@@ -129,7 +150,7 @@ def decode_record(raw: bytes) -> KernelRecord:
             role=_role(_typed(data, "role", str)),
             restart_count=_typed(data, "restart_count", int),
             process=_process(data.get("process")),
-            provisioner=_optional_map(data.get("provisioner"), "provisioner"),
+            provisioner=_provisioner(data.get("provisioner")),
         )
     except KeyError as missing:
         raise BadRecord(f"missing field {missing}") from None
@@ -154,10 +175,12 @@ def _string_map(value: dict[str, Any], name: str) -> dict[str, str]:
     return value
 
 
-def _optional_map(value: Any, name: str) -> dict[str, Any] | None:
-    if value is not None and not isinstance(value, dict):
-        raise BadRecord(f"field {name!r} must be an object or null")
-    return value
+def _provisioner(value: Any) -> ProvisionerState | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRecord("field 'provisioner' must be an object or null")
+    return ProvisionerState(name=_typed(value, "name", str), info=_typed(value, "info", dict))
 
 
 def _role(value: str) -> str:

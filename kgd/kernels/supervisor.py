@@ -107,6 +107,8 @@ class KernelSupervisor:
         self._restart_policy = restart_policy or RestartPolicy()
         self._on_launched = on_launched
         self.running: IRunningKernel | None = None
+        #: Relaunches of this kernel, on request or after a death, kept across daemons by the kernel store.
+        self.restart_count = 0
         self._expected_end = False
         self.gone = False
 
@@ -214,6 +216,7 @@ class KernelSupervisor:
         if self._restart_policy.should_restart(self._clock.seconds()):
             self._activity.execution_state = "restarting"
             self._connection.broadcast_status("restarting")
+            self.restart_count += 1
             try:
                 yield self._launch(self._connection.connection_info)
             except KernelGone:
@@ -224,8 +227,9 @@ class KernelSupervisor:
                     self._autorestart()
                 return
             log.info(
-                "kernel {kernel_id} restarted after dying",
+                "kernel {kernel_id} restarted after dying (restart {restart_count})",
                 kernel_id=self.kernel_id,
+                restart_count=self.restart_count,
                 spec_name=self.spec_name,
                 reason="died",
                 event="kernel_restarted",
@@ -261,6 +265,7 @@ class KernelSupervisor:
             yield self._stop_process(self.running, polite=True, restart=True)
         if self.gone:
             raise KernelGone(self.kernel_id)  # shut down while its old process stopped
+        self.restart_count += 1
         try:
             yield self._launch(self._connection.connection_info or None)
         except KernelStartError:
@@ -269,8 +274,9 @@ class KernelSupervisor:
                 self._die("failed to restart")
             raise
         log.info(
-            "kernel {kernel_id} restarted",
+            "kernel {kernel_id} restarted (restart {restart_count})",
             kernel_id=self.kernel_id,
+            restart_count=self.restart_count,
             spec_name=self.spec_name,
             reason="request",
             event="kernel_restarted",

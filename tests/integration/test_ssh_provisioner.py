@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from typing import Any
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -53,8 +55,8 @@ def install_ssh_kernelspec(prefix: str) -> str:
     return os.path.join(prefix, "share", "jupyter")
 
 
-class DistributedProvisionerTests(unittest.TestCase):
-    """Kernels on an SSH host through kgd."""
+class SshTestCase(unittest.TestCase):
+    """A private sshd, gateway-provisioners' SSH kernelspec, and kgd daemons pointed at them."""
 
     timeout = 180
     skip = missing()
@@ -71,23 +73,25 @@ class DistributedProvisionerTests(unittest.TestCase):
         self.addCleanup(self._kill_leftovers)
         logs = os.path.join(self.root, "kernel-logs")
         os.mkdir(logs)
-        self.daemon = Daemon(
-            ["--list-kernels", "--shutdown-wait-time", "2"],
-            env={
-                "JUPYTER_PATH": jupyter_path,
-                "HOME": self.sshd.home,
-                "GP_SSH_PORT": str(self.sshd.port),
-                "GP_REMOTE_USER": "root",
-                "GP_UNAUTHORIZED_USERS": "nobody",
-                "GP_RESPONSE_IP": "127.0.0.1",
-                "GP_RESPONSE_PORT": str(free_port("127.0.0.1")),
-                "GP_KERNEL_LOG_DIR": logs,
-            },
-            twistd_args=("-r", "asyncio"),
-        )
+        self.env = {
+            "JUPYTER_PATH": jupyter_path,
+            "HOME": self.sshd.home,
+            "GP_SSH_PORT": str(self.sshd.port),
+            "GP_REMOTE_USER": "root",
+            "GP_UNAUTHORIZED_USERS": "nobody",
+            "GP_RESPONSE_IP": "127.0.0.1",
+            "GP_RESPONSE_PORT": str(free_port("127.0.0.1")),
+            "GP_KERNEL_LOG_DIR": logs,
+        }
+
+    @defer.inlineCallbacks
+    def start_daemon(self, *args: str) -> Any:
+        """A kgd on the asyncio reactor with the provisioner's settings; ``self.daemon`` and ``self.client`` are it."""
+        self.daemon = Daemon(["--list-kernels", "--shutdown-wait-time", "2", *args], env=self.env, twistd_args=("-r", "asyncio"))
         yield self.daemon.start()
         self.addCleanup(self.daemon.stop)
         self.client = Client(self.daemon)
+        yield poll_until(lambda: self.client.request("GET", "/readyz").addCallback(lambda r: r[0] == 200), timeout=60)
 
     def _kill_leftovers(self) -> None:
         """Safety net: end any process a test kernel left (the assertions have failed by then)."""
@@ -107,6 +111,15 @@ class DistributedProvisionerTests(unittest.TestCase):
         files = glob.glob(os.path.join(self.sshd.tmpdir, f"kernel-{kernel_id}_*.json"))
         files.sort(key=os.path.getmtime)
         return files[-1]
+
+
+class DistributedProvisionerTests(SshTestCase):
+    """Kernels on an SSH host through kgd."""
+
+    @defer.inlineCallbacks
+    def setUp(self) -> None:
+        yield super().setUp()
+        yield self.start_daemon()
 
     @defer.inlineCallbacks
     def test_kernel_lifecycle_over_ssh(self) -> None:
@@ -185,3 +198,48 @@ class DistributedProvisionerTests(unittest.TestCase):
         # The gateway has sent the kill over the provisioner's channel before it
         # exits; the remote side ends its processes on its own schedule.
         yield poll_until(lambda: processes_of(model["id"]) == [], timeout=30)
+
+
+class RemoteKernelStoreTests(SshTestCase):
+    """A kernel on an SSH host outlives the daemon that started it, through its provisioner's own info."""
+
+    @defer.inlineCallbacks
+    def test_remote_kernel_outlives_a_daemon_restart(self) -> None:
+        """SIGTERM leaves the remote kernel running; the next kgd reloads its provisioner: same id, state intact, interrupt and DELETE work."""
+        store = os.path.join(self.root, "store")
+        yield self.start_daemon("--kernel-store", "file://" + store)
+        model = yield self.start_kernel()
+        kernel_id = model["id"]
+        channels = yield ws.connect(self.daemon.ws_url, kernel_id, session_id="across")
+        pid = int(stdout((yield channels.execute("import os; x = 6 * 7; print(os.getpid())"))))
+        with open(os.path.join(store, f"{kernel_id}.json")) as f:
+            record = json.load(f)
+        self.assertEqual((record["provisioner"]["name"], record["process"]), ("distributed-provisioner", None))
+        self.assertEqual(record["provisioner"]["info"]["assigned_host"], HOST)
+
+        first = self.daemon
+        yield first.stop(kernels_survive=True)
+        self.assertEqual(first.exit_code, 0)
+        self.assertEqual(channels.close_code, 1012)
+        self.assertIn(pid, processes_of(kernel_id), "the remote kernel outlived the daemon")
+
+        yield self.start_daemon("--kernel-store", "file://" + store)
+        self.assertIn("adopted 1 of 1 recorded kernels", self.daemon.log.decode())
+        status, _, listed = yield self.client.request("GET", "/api/kernels")
+        self.assertEqual((status, [k["id"] for k in listed]), (200, [kernel_id]))
+        channels = yield ws.connect(self.daemon.ws_url, kernel_id, session_id="across")
+        self.addCleanup(channels.close)
+        self.assertEqual(stdout((yield channels.execute("print(x, os.getpid())"))).split(), ["42", str(pid)])
+
+        sleeping = ws.execute_request("import time; print('sleeping', flush=True); time.sleep(120)")
+        channels.send(sleeping)
+        yield channels.wait_for(ws.of_type("stream", "iopub"))
+        status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
+        self.assertEqual(status, 204)
+        reply = reply_of((yield channels.wait_for(ws.finished(sleeping))))
+        self.assertEqual(reply.get("ename"), "KeyboardInterrupt")
+
+        status, _, _ = yield self.client.request("DELETE", f"/api/kernels/{kernel_id}")
+        self.assertEqual(status, 204)
+        yield poll_until(lambda: processes_of(kernel_id) == [], timeout=30)
+        self.assertFalse(os.path.exists(os.path.join(store, f"{kernel_id}.json")))

@@ -14,11 +14,11 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.interfaces import IRunningKernel
-from kgd.kernels.adoption import CannotAdopt, ProcessAdopter, record_of
+from kgd.kernels.adoption import KernelAdopter, ProcessAdopter, record_of, stored_connection_info
 from kgd.kernels.file_store import FileKernelStore
 from kgd.kernels.kernels import USER, Kernels, UnknownKernel
 from kgd.kernels.prespawn import PRESPAWN
-from kgd.kernels.records import KernelRecord
+from kgd.kernels.records import CannotAdopt, KernelRecord, ProvisionerState
 from tests.kernels.fakes import FAKE_HOST, FakeRunningKernel, fake_machine
 
 
@@ -39,11 +39,15 @@ class AdoptionTestCase(SynchronousTestCase):
                 return fake
         raise CannotAdopt("its process is gone")
 
+    def no_provisioner(self, record: KernelRecord, spec: Any) -> defer.Deferred[IRunningKernel]:
+        return defer.fail(CannotAdopt("no provisioner here"))
+
     def make(self, **kwargs: Any) -> Kernels:
         kwargs.setdefault("detach_on_stop", True)
         kernels = Kernels(
             self.specs, self.launcher, self.sockets, self.clock,
-            store=self.store, record_of=record_of, adopt_process=self.adopt_fake, adopt_timeout=5, **kwargs,
+            store=self.store, record_of=record_of, adopt_process=KernelAdopter(self.adopt_fake, self.no_provisioner),
+            adopt_timeout=5, **kwargs,
         )
         kernels.startService()
         self.settle()
@@ -152,6 +156,24 @@ class AdoptTests(AdoptionTestCase):
         self.assertEqual(self.launcher.alive(), [])
         self.assertEqual(self.recorded(), {})
 
+    def test_restart_count_survives_the_daemon(self) -> None:
+        """Restarts are counted in the record and the count goes on in the next daemon."""
+        first = self.make()
+        kernel = self.start(first)
+        for _ in range(2):
+            d = kernel.restart()
+            self.settle()
+            self.successResultOf(d)
+        self.assertEqual(self.recorded()[kernel.kernel_id].restart_count, 2)
+        self.stop(first)
+        second = self.make()
+        self.successResultOf(second.adopted())
+        d = second.get(kernel.kernel_id).restart()
+        self.settle()
+        self.successResultOf(d)
+        self.assertEqual(self.recorded()[kernel.kernel_id].restart_count, 3)
+        self.stop(second)
+
     def test_process_gone_or_not_ours_is_lost(self) -> None:
         """A record whose process cannot be adopted is forgotten, and nothing is signalled."""
         kernel_id, _ = self.detached_kernel()
@@ -215,3 +237,31 @@ class ProcessAdopterTests(SynchronousTestCase):
         self.assertIn("now belongs to another process", str(self.assertRaises(CannotAdopt, adopter(FAKE_HOST), record)))
         del start_times[running.pid]
         self.assertIn("is gone", str(self.assertRaises(CannotAdopt, adopter(FAKE_HOST), record)))
+
+
+class KernelAdopterTests(SynchronousTestCase):
+    def test_each_record_goes_to_the_adopter_of_its_kind(self) -> None:
+        """A local kernel's record is checked as a process; a provisioned one goes back to its provisioner; refusals fail the Deferred."""
+        local = KernelRecord("local", "python3", {}, {}, "/", 0.0, 0.0)
+        remote = local.with_changes(kernel_id="remote", provisioner=ProvisionerState("distributed-provisioner", {"pid": 7}))
+        seen: list[tuple[str, str]] = []
+
+        def processes(record: KernelRecord) -> Any:
+            seen.append(("process", record.kernel_id))
+            raise CannotAdopt("its process is gone")
+
+        def provisioned(record: KernelRecord, spec: Any) -> defer.Deferred[Any]:
+            seen.append(("provisioner", record.kernel_id))
+            return defer.succeed(spec)
+
+        adopter = KernelAdopter(processes, provisioned)
+        self.failureResultOf(adopter(local, "spec"), CannotAdopt)
+        self.assertEqual(self.successResultOf(adopter(remote, "spec")), "spec")
+        self.assertEqual(seen, [("process", "local"), ("provisioner", "remote")])
+
+
+class StoredConnectionInfoTests(SynchronousTestCase):
+    def test_a_provisioners_bytes_key_is_stored_as_text(self) -> None:
+        """Provisioners give the key as bytes; the record keeps the same key as JSON text, other fields untouched."""
+        stored = stored_connection_info({"key": b"abc123", "shell_port": 5, "ip": "10.0.0.7"})
+        self.assertEqual(stored, {"key": "abc123", "shell_port": 5, "ip": "10.0.0.7"})

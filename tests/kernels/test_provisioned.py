@@ -29,8 +29,10 @@ from kgd.kernels.provisioned import (
     ProvisionerError,
     ProvisionerParent,
     nonblocking_provisioner_sockets,
+    persistable_state,
 )
 from kgd.kernels.provisioner_env import UnsafeProvisionerEnv
+from kgd.kernels.records import CannotAdopt, KernelRecord, ProvisionerState
 
 INFO = {
     "transport": "tcp",
@@ -105,6 +107,13 @@ class ScriptedProvisioner:
     async def cleanup(self, restart: bool = False) -> None:
         self.calls.append(("cleanup", restart))
 
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """As gateway-provisioners' remote provisioners: the base info (with the connection info) plus where the kernel runs."""
+        return {"kernel_id": self.kernel_id, "connection_info": dict(INFO), "assigned_host": "node-7", "pid": 4321}
+
+    async def load_provisioner_info(self, info: dict[str, Any]) -> None:
+        self.calls.append(("load_provisioner_info", info))
+
 
 class ScriptedFactory:
     """A KernelProvisionerFactory stand-in that makes ScriptedProvisioners (or refuses, as for a missing one)."""
@@ -114,11 +123,14 @@ class ScriptedFactory:
         self.fail_launch = fail_launch
         self.refuse = refuse
         self.gate: defer.Deferred[None] | None = None
+        #: What the next provisioners' poll() reports (an adopted kernel that ended meanwhile: a code).
+        self.exit_code: int | None = None
 
     def create_provisioner_instance(self, kernel_id: str, spec: KernelSpec, parent: Any) -> ScriptedProvisioner:
         if self.refuse is not None:
             raise self.refuse
         provisioner = ScriptedProvisioner(kernel_id, spec, parent, self.fail_launch, self.gate)
+        provisioner.exit_code = self.exit_code
         self.made.append(provisioner)
         return provisioner
 
@@ -253,6 +265,76 @@ class ProvisionedLauncherTests(unittest.TestCase):
         failure = self.failureResultOf(self.launch(factory, {"KERNEL_USERNAME": 'x"; touch /tmp/pwned; "'}), UnsafeProvisionerEnv)
         self.assertIn("KERNEL_USERNAME", str(failure.value))
         self.assertEqual(factory.made, [])
+
+
+class PersistenceTests(unittest.TestCase):
+    """What a provisioned kernel leaves for a later daemon, and how that daemon takes it back."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.runtime = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.runtime, True)
+        self.factory = ScriptedFactory()
+
+    def launcher(self) -> ProvisionedLauncher:
+        return ProvisionedLauncher(
+            self.clock, self.runtime, factory=lambda: self.factory, run=defer.ensureDeferred, poll_interval=2.0,
+            require_asyncio=False, environ={},
+        )
+
+    def record(self, state: ProvisionerState | None) -> KernelRecord:
+        connection = {k: v.decode() if isinstance(v, bytes) else v for k, v in INFO.items()}
+        return KernelRecord(
+            kernel_id="k-1", spec_name="remote", connection_info=connection, env={}, cwd="/srv",
+            started=1.0, last_activity=2.0, provisioner=state,
+        )
+
+    def test_launched_kernel_carries_its_provisioner_state(self) -> None:
+        """The provisioner's info is kept under its name, as JSON, without the connection info (the record holds it once)."""
+        running = self.successResultOf(self.launcher().launch("k-1", "remote", remote_spec(), {}, "/srv"))
+        state = running.provisioner_state
+        self.assertEqual(state, ProvisionerState("scripted-provisioner", {"kernel_id": "k-1", "assigned_host": "node-7", "pid": 4321}))
+        json.dumps(dict(state.info))
+
+    def test_local_provisioner_and_unstorable_info_are_not_kept(self) -> None:
+        """A LocalProvisioner's kernel ends with the daemon and cannot be reloaded; info that is not JSON cannot be stored."""
+        local = LocalProvisioner(kernel_id="k-1", kernel_spec=remote_spec(), parent=None)
+        self.assertIsNone(self.successResultOf(defer.ensureDeferred(persistable_state(local, "local-provisioner"))))
+        odd = ScriptedProvisioner("k-1", remote_spec(), None)
+
+        async def unstorable() -> dict[str, Any]:
+            return {"kernel_id": "k-1", "handle": object()}
+
+        odd.get_provisioner_info = unstorable  # type: ignore[method-assign]
+        self.assertIsNone(self.successResultOf(defer.ensureDeferred(persistable_state(odd, "scripted-provisioner"))))
+
+    def test_adopt_reloads_the_provisioner_and_polls_it(self) -> None:
+        """A new provisioner gets back the stored info with the connection info; a kernel it reports running is watched as launched ones are."""
+        state = ProvisionerState("scripted-provisioner", {"kernel_id": "k-1", "assigned_host": "node-7", "pid": 4321})
+        running = self.successResultOf(self.launcher().adopt(self.record(state), remote_spec()))
+        self.assertTrue(verifyObject(IRunningKernel, running))
+        provisioner = self.factory.made[0]
+        loaded = provisioner.calls[0]
+        self.assertEqual(loaded[0], "load_provisioner_info")
+        self.assertEqual(loaded[1]["assigned_host"], "node-7")
+        self.assertEqual(loaded[1]["connection_info"]["key"], "remote-key")
+        self.assertEqual(provisioner.calls[1], ("poll",))
+        self.assertEqual(running.connection_info["shell_port"], 1)
+        self.assertEqual(running.provisioner_state, state)
+        provisioner.exit_code = 0
+        self.clock.advance(2.0)
+        self.assertEqual(self.successResultOf(running.whenEnded()), 0)
+
+    def test_adopt_refuses_what_cannot_be_taken_over(self) -> None:
+        """An ended kernel, a kernelspec that now names another provisioner, or a record without provisioner info is CannotAdopt."""
+        state = ProvisionerState("scripted-provisioner", {"kernel_id": "k-1"})
+        launcher = self.launcher()
+        self.factory.exit_code = 0
+        failure = self.failureResultOf(launcher.adopt(self.record(state), remote_spec()), CannotAdopt)
+        self.assertIn("reports it ended", str(failure.value))
+        failure = self.failureResultOf(launcher.adopt(self.record(state), remote_spec("other-provisioner")), CannotAdopt)
+        self.assertIn("'other-provisioner', not 'scripted-provisioner'", str(failure.value))
+        self.failureResultOf(launcher.adopt(self.record(None), remote_spec()), CannotAdopt)
 
 
 class SocketTimeoutTests(unittest.TestCase):

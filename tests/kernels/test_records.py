@@ -13,6 +13,7 @@ from kgd.kernels.records import (
     BadRecord,
     KernelRecord,
     LocalProcess,
+    ProvisionerState,
     decode_record,
     encode_record,
 )
@@ -52,8 +53,16 @@ class RoundTripTests(SynchronousTestCase):
 
     def test_provisioned_kernel_round_trips(self) -> None:
         """A provisioned kernel keeps its provisioner info and has no local process."""
-        original = record(process=None, provisioner={"provisioner_name": "ssh", "pid": 77, "ip": "10.0.0.2"})
+        state = ProvisionerState(name="distributed-provisioner", info={"kernel_id": "k", "pid": 77, "assigned_ip": "10.0.0.2"})
+        original = record(process=None, provisioner=state)
         self.assertEqual(decode_record(encode_record(original)), original)
+
+    def test_provisioner_without_its_name_is_refused(self) -> None:
+        """Provisioner info of unknown origin is not loaded into whatever provisioner the kernelspec names now."""
+        data = json.loads(encode_record(record(process=None)))
+        data["provisioner"] = {"info": {"pid": 77}}
+        with self.assertRaises(BadRecord):
+            decode_record(json.dumps(data).encode())
 
     @given(
         env=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=16), max_size=4),
