@@ -15,6 +15,10 @@ WebSocket (with jupyter_server's own token): create a kernel, execute code,
 interrupt a ``time.sleep(30)`` cell, restart, execute again, delete. Every
 wait has a deadline; the jupyter server process is always stopped and reaped.
 
+``run_restart_scenario`` keeps a kernel through a restart of the gateway
+(the caller restarts it when asked): jupyter_server reconnects to the gateway
+by itself, and the variable set before is read on the same client WebSocket.
+
 Run it as ``python tests/clients/gateway_client.py GATEWAY_URL [TOKEN]`` (or
 with env ``KGD_URL`` / ``KGD_TOKEN``); it prints one JSON object.
 """
@@ -32,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +47,7 @@ from websockets.sync.client import ClientConnection, connect
 SCENARIO_TIMEOUT = 150.0  # the whole scenario, server start and stop included
 SERVER_START_TIMEOUT = 60.0
 STEP_TIMEOUT = 45.0  # one REST call or one execute round trip
+RECONNECT_TIMEOUT = 60.0  # jupyter_server's reconnection to a restarted gateway (1, 2, 4, 8 s backoff)
 INTERRUPT_BUDGET = 10.0  # interrupt to KeyboardInterrupt reply; the cell sleeps 30 s
 SERVER_STOP_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
@@ -343,11 +348,52 @@ def _kernel_scenario(server: _JupyterServer, deadline: _Deadline, started: list[
     return out
 
 
+def _restart_scenario(
+    server: _JupyterServer, deadline: _Deadline, started: list[str], restart_gateway: Callable[[], None]
+) -> dict[str, Any]:
+    """Set a variable, have the gateway restarted under jupyter_server, then read it on the same WebSocket."""
+    out: dict[str, Any] = {}
+    api = f"{server.url}/api"
+
+    def call(method: str, path: str, expected: int, body: dict[str, Any] | None = None) -> Any:
+        status, answer = _http(method, api + path, server.token, deadline.timeout(STEP_TIMEOUT), body)
+        return _expect(f"{method} {path}", status, expected, answer)
+
+    kernel_id = call("POST", "/kernels", 201, {"name": "python3"})["id"]
+    started.append(kernel_id)
+    out["kernel_id"] = kernel_id
+    with _kernel_channels(server, kernel_id, deadline.timeout(STEP_TIMEOUT)) as channels:
+        channels.wait_reachable(deadline.timeout(STEP_TIMEOUT))
+        channels.execute("kgd_marker = 42", deadline.timeout(STEP_TIMEOUT))
+        restart_gateway()
+        # jupyter_server reconnects to the gateway on its own (gateway_retry_interval, with backoff).
+        channels.wait_reachable(deadline.timeout(RECONNECT_TIMEOUT))
+        again = channels.execute("print(kgd_marker)", deadline.timeout(STEP_TIMEOUT))
+        out["after_restart"] = {"status": again["status"], "stream": again["stream"]}
+    out["listed"] = kernel_id in [model["id"] for model in call("GET", "/kernels", 200)]
+    call("DELETE", f"/kernels/{kernel_id}", 204)
+    return out
+
+
 def run_gateway_client_scenario(gateway_url: str, gateway_token: str) -> dict[str, Any]:
     """Drive a gateway through a real `jupyter server --gateway-url`; return what was observed.
 
     Raises ScenarioError (with the jupyter server log tail) when a step fails.
     """
+    return _run(gateway_url, gateway_token, _kernel_scenario)
+
+
+def run_restart_scenario(gateway_url: str, gateway_token: str, restart_gateway: Callable[[], None]) -> dict[str, Any]:
+    """Through `jupyter server --gateway-url`: a kernel's state across a gateway restart (``restart_gateway`` blocks until the new one is ready)."""
+    return _run(
+        gateway_url,
+        gateway_token,
+        lambda server, deadline, started: _restart_scenario(server, deadline, started, restart_gateway),
+    )
+
+
+def _run(gateway_url: str, gateway_token: str, scenario: Callable[[_JupyterServer, _Deadline, list[str]], dict[str, Any]]) -> dict[str, Any]:
+    """Start jupyter_server in front of the gateway, run ``scenario``, check its kernel is gone on the gateway too."""
     deadline = _Deadline(SCENARIO_TIMEOUT)
     gateway_api = gateway_url.rstrip("/") + "/api"
     with tempfile.TemporaryDirectory(prefix="kgd-gateway-client-") as tmp:
@@ -355,7 +401,7 @@ def run_gateway_client_scenario(gateway_url: str, gateway_token: str) -> dict[st
         started: list[str] = []
         try:
             server.wait_ready(deadline)
-            out = _kernel_scenario(server, deadline, started)
+            out = scenario(server, deadline, started)
             # The delete must have reached the gateway, not just jupyter_server.
             status, _ = _http(
                 "GET", f"{gateway_api}/kernels/{started[0]}", gateway_token, deadline.timeout(STEP_TIMEOUT)

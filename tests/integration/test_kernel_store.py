@@ -17,9 +17,10 @@ import signal
 import socket
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.trial import unittest
 
+from tests.clients.gateway_client import run_restart_scenario
 from tests.integration.daemon import REPO_ROOT, Client, Daemon, pid_alive, poll_until
 from tests.integration.ws import connect
 
@@ -246,30 +247,57 @@ class _Scenario(protocol.ProcessProtocol):
 
 
 class RealClientAcrossRestartTests(StoreTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.listen = f"tcp:{port}:interface=127.0.0.1"  # the next daemon listens where the client looks
+
+    @defer.inlineCallbacks
+    def start(self) -> Any:
+        daemon = Daemon(["--kernel-store", self.store, "--list-kernels"], listen=self.listen)
+        self.daemons.append(daemon)
+        yield daemon.start()
+        yield poll_until(lambda: Client(daemon).request("GET", "/readyz").addCallback(lambda r: r[0] == 200), 60)
+        return daemon
+
+    @defer.inlineCallbacks
+    def restart(self, daemon: Daemon) -> Any:
+        """SIGTERM ``daemon`` (its kernels detach) and start the next one on the same port and store."""
+        yield daemon.stop(kernels_survive=True)
+        self.assertEqual(daemon.exit_code, 0)
+        return (yield self.start())
+
+    @defer.inlineCallbacks
+    def test_jupyter_server_gateway_client_keeps_its_kernel_across_a_restart(self) -> None:
+        """jupyter_server --gateway-url reconnects to the restarted kgd on its own; the variable is still there."""
+        first = yield self.start()
+        restarted: list[Daemon] = []
+
+        def restart_gateway() -> None:
+            restarted.append(threads.blockingCallFromThread(reactor, self.restart, first))
+
+        out = yield threads.deferToThread(run_restart_scenario, first.url, "", restart_gateway)
+        self.assertEqual(out["after_restart"], {"status": "ok", "stream": "42\n"})
+        self.assertTrue(out["listed"])
+        self.assertTrue(out["gateway_kernel_gone"])
+        yield restarted[0].stop()
+
     @defer.inlineCallbacks
     def test_jupyterlab_services_keeps_its_kernel_across_a_restart(self) -> None:
         """@jupyterlab/services: its kernel connection survives a kgd restart and the variable is still there."""
         node = shutil.which("node")
         if node is None or not os.path.isdir(os.path.join(JLAB_DIR, "node_modules", "@jupyterlab", "services")):
             raise unittest.SkipTest("node and @jupyterlab/services are needed: run `npm ci` in tests/clients/jlab")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        listen = f"tcp:{port}:interface=127.0.0.1"
-        first = Daemon(["--kernel-store", self.store], listen=listen)
-        self.daemons.append(first)
-        yield first.start()
+        first = yield self.start()
         scenario = _Scenario()
         env = {"PATH": os.environ.get("PATH", ""), "KGD_URL": first.url, "KGD_TOKEN": ""}
         process = reactor.spawnProcess(scenario, node, [node, "restart_scenario.mjs"], env=env, path=JLAB_DIR)
         self.addCleanup(lambda: scenario.ended.called or process.signalProcess("KILL"))
         ready = yield scenario.ready
         self.assertEqual(ready.get("phase"), "ready", ready)
-        yield first.stop(kernels_survive=True)
-        second = Daemon(["--kernel-store", self.store], listen=listen)
-        self.daemons.append(second)
-        yield second.start()
-        yield poll_until(lambda: Client(second).request("GET", "/readyz").addCallback(lambda r: r[0] == 200), 60)
+        second = yield self.restart(first)
         process.writeToChild(0, b"go\n")
         code = yield scenario.ended
         self.assertEqual(code, 0, f"{scenario.lines}\n{scenario.stderr.decode(errors='replace')}")
