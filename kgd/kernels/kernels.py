@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from jupyter_client.kernelspec import KernelSpec
 from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -88,6 +88,7 @@ class Kernels(Service):
         adopt_process: AdoptProcess | None = None,
         adopt_timeout: float = 10.0,
         detach_on_stop: bool = False,
+        activity_interval: float = 30.0,
     ) -> None:
         self.specs = specs
         self._launcher = launcher
@@ -113,6 +114,12 @@ class Kernels(Service):
         self._detach_on_stop = detach_on_stop
         self._adoption_over = False
         self._adoption_waiters: list[defer.Deferred[None]] = []
+        # Without a stop (SIGKILL, OOM) the store has what was last written:
+        # last activity is brought up to date every ``activity_interval`` seconds.
+        self._activity_interval = activity_interval
+        self._recorded_activity: dict[str, float] = {}
+        self._activity_writer = task.LoopingCall(self._record_activity)
+        self._activity_writer.clock = clock
 
     # -- queries -------------------------------------------------------------
 
@@ -290,6 +297,8 @@ class Kernels(Service):
         never exits while one of them may still be running.
         """
         super().stopService()
+        if self._activity_writer.running:
+            self._activity_writer.stop()
         already = list(self._stopping.values())
         stopping = list(self._starting.values())
         detaching = []
@@ -334,9 +343,18 @@ class Kernels(Service):
             return
         record = self._record_of(kernel, self._roles.get(kernel.kernel_id, USER))
         if record is not None:
+            self._recorded_activity[kernel.kernel_id] = record.last_activity
             self._store.put(record).addErrback(self._store_failed, kernel.kernel_id)
 
+    def _record_activity(self) -> None:
+        """Write the record of each kernel that was active since its record was last written."""
+        for kernel in self.list():
+            recorded = self._recorded_activity.get(kernel.kernel_id)
+            if recorded is not None and kernel.last_activity.timestamp() != recorded:
+                self._record(kernel)
+
     def _unrecord(self, kernel_id: str) -> defer.Deferred[None]:
+        self._recorded_activity.pop(kernel_id, None)
         if self._store is None:
             return defer.succeed(None)
         return self._store.remove(kernel_id).addErrback(self._store_failed, kernel_id)
@@ -351,6 +369,8 @@ class Kernels(Service):
 
     def startService(self) -> None:
         super().startService()
+        if self._store is not None:
+            self._activity_writer.start(self._activity_interval, now=False)
         if self._store is None or self._adopt_process is None:
             self._adoption_finished()
             return

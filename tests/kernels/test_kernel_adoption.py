@@ -200,6 +200,20 @@ class AdoptTests(AdoptionTestCase):
         self.assertTrue(self.launcher.kernels[0].ended)
         self.assertEqual(self.recorded(), {})
 
+    def test_last_activity_survives_a_crash(self) -> None:
+        """Activity reaches the store within 30 s without any stop, so a SIGKILLed daemon's successor sees it."""
+        first = self.make()
+        kernel = self.start(first)
+        self.clock.advance(100)
+        kernel.activity.touch()
+        active_at = kernel.last_activity.timestamp()
+        self.clock.advance(30)
+        self.assertEqual(self.recorded()[kernel.kernel_id].last_activity, active_at)
+        second = self.make()  # the first never stopped: as after SIGKILL
+        self.successResultOf(second.adopted())
+        self.assertEqual(second.get(kernel.kernel_id).last_activity.timestamp(), active_at)
+        self.stop(second)
+
     def test_pool_kernels_left_by_a_crash_are_shut_down(self) -> None:
         """A prespawned kernel recorded by a daemon that was killed: adopted, then shut down (its pool refills)."""
         first = self.make()
