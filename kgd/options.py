@@ -379,7 +379,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "runtime-dir",
-        "private directory for connection files (default: a new temporary one)",
+        "private directory for connection files (default: a new temporary one; with --kernel-store, its runtime/ folder)",
         "",
         env="RUNTIME_DIRECTORY",
         metavar="PATH",

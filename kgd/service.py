@@ -192,7 +192,9 @@ def makeService(
         reactor = global_reactor
     top = SequentialStop()
     CleanExit(reactor).setServiceParent(top)
-    runtime = RuntimeDirectory(settings.runtime_dir)
+    store = kernel_store(settings.kernel_store)
+    # With a store, connection files live beside the records: kernels outlive the daemon, so do their files.
+    runtime = RuntimeDirectory(settings.runtime_dir or (store.runtime_directory() if store is not None else ""))
     runtime.setServiceParent(top)
     open_files = open_files or raise_open_files_limit()
     settings = settings.replace(max_connections=max_connections(settings.max_connections, open_files))
@@ -214,7 +216,6 @@ def makeService(
     notifier = Notifier.from_environment(os.environ)
     specs = specs or KernelSpecs(settings.default_kernel_name)
     warn_about_provisioners(specs, reactor)
-    store = kernel_store(settings.kernel_store)
     detached_logs = store.log_directory() if store is not None else None
     launcher = launcher or make_launcher(
         reactor, runtime.path, LocalLauncher(reactor, runtime.path, detached_log_dir=detached_logs)
@@ -234,7 +235,9 @@ def makeService(
         store=store,
         record_of=record_of,
         adopt_process=KernelAdopter(
-            ProcessAdopter(this_host(), lambda pid, start_time: watch_exit(reactor, pid, start_time)),
+            ProcessAdopter(
+                this_host(), lambda pid, start_time: watch_exit(reactor, pid, start_time), runtime_dir=runtime.path
+            ),
             lambda record, spec: launcher.adopt(record, spec),
         ),
         detach_on_stop=settings.on_stop == "detach",

@@ -36,8 +36,10 @@ class AdoptedProcess:
         *,
         killpg: Killpg = os.killpg,
         start_time_of: Callable[[int], int | None] = process_start_time,
+        connection_file: str | None = None,
     ) -> None:
         self.process = process
+        self._connection_file = connection_file
         self.connection_info = connection_info
         self.pid: int | None = process.pid
         self._killpg = killpg
@@ -77,4 +79,14 @@ class AdoptedProcess:
         """Nothing more to do for a local process: it ends by itself."""
 
     def cleanup(self) -> None:
-        """Nothing to release: the connection file went with the daemon that wrote it."""
+        """Remove the connection file the earlier daemon wrote, if it is still there (a restart writes it again)."""
+        if self._connection_file is not None:
+            remove_connection_file(self._connection_file)
+
+
+def remove_connection_file(path: str) -> None:
+    """Unlink a kernel's connection file (it holds the key); one that is already gone is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -22,8 +22,9 @@ from twisted.internet import defer
 from jupyter_client.kernelspec import KernelSpec
 
 from kgd.interfaces import IRunningKernel
-from kgd.kernels.adopted import AdoptedProcess, Killpg
+from kgd.kernels.adopted import AdoptedProcess, Killpg, remove_connection_file
 from kgd.kernels.kernel import Kernel
+from kgd.kernels.launcher import connection_file_path
 from kgd.kernels.process_identity import process_start_time
 from kgd.kernels.records import CannotAdopt, KernelRecord, LocalProcess, ProvisionerState
 
@@ -79,18 +80,25 @@ class KernelAdopter:
 
 
 class ProcessAdopter:
-    """Checks a record's process and wraps it as an ``AdoptedProcess``."""
+    """Checks a record's process and wraps it as an ``AdoptedProcess``.
+
+    ``runtime_dir`` is where the kernels' connection files are (the store's,
+    so they outlive the daemon too): a lost kernel's file is removed at once,
+    an adopted one's when it is cleaned up.
+    """
 
     def __init__(
         self,
         host: str,
         watch_exit: WatchExit,
         *,
+        runtime_dir: str | None = None,
         start_time_of: Callable[[int], int | None] = process_start_time,
         killpg: Killpg = os.killpg,
     ) -> None:
         self._host = host
         self._watch_exit = watch_exit
+        self._runtime_dir = runtime_dir
         self._start_time_of = start_time_of
         self._killpg = killpg
 
@@ -99,6 +107,22 @@ class ProcessAdopter:
         process = record.process
         if process is None:
             raise CannotAdopt("it is not a local kernel")
+        connection_file = None
+        if self._runtime_dir is not None:
+            connection_file = connection_file_path(self._runtime_dir, record.kernel_id)
+        try:
+            self._check(process)
+        except CannotAdopt:
+            if connection_file is not None:
+                remove_connection_file(connection_file)
+            raise
+        info: dict[str, Any] = dict(record.connection_info)
+        ended = self._watch_exit(process.pid, process.start_time)
+        return AdoptedProcess(
+            process, info, ended, killpg=self._killpg, start_time_of=self._start_time_of, connection_file=connection_file
+        )
+
+    def _check(self, process: LocalProcess) -> None:
         if process.host != self._host:
             raise CannotAdopt(f"its process runs on host {process.host!r}, not on {self._host!r}")
         start_time = self._start_time_of(process.pid)
@@ -106,6 +130,3 @@ class ProcessAdopter:
             raise CannotAdopt(f"its process {process.pid} is gone")
         if start_time != process.start_time:
             raise CannotAdopt(f"pid {process.pid} now belongs to another process")
-        info: dict[str, Any] = dict(record.connection_info)
-        ended = self._watch_exit(process.pid, process.start_time)
-        return AdoptedProcess(process, info, ended, killpg=self._killpg, start_time_of=self._start_time_of)

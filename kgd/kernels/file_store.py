@@ -82,6 +82,12 @@ class FileKernelStore:
         os.makedirs(path, mode=0o700, exist_ok=True)
         return path
 
+    def runtime_directory(self) -> str:
+        """Where kernels' connection files go unless ``--runtime-dir`` says otherwise: beside their records, kept across daemons."""
+        path = os.path.join(self.path, "runtime")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
     def _file(self, kernel_id: str) -> str:
         # Ids are UUIDs (Kernels checks them), so they are safe file names.
         return os.path.join(self.path, kernel_id + _SUFFIX)

@@ -51,6 +51,11 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 _PYTHON_NAMES = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
 
 
+def connection_file_path(runtime_dir: str, kernel_id: str) -> str:
+    """Where a kernel's connection file is: one name for launching, restarting and adopting it."""
+    return os.path.join(runtime_dir, f"kernel-{kernel_id}.json")
+
+
 def kernel_command(argv: Sequence[str], connection_file: str, resource_dir: str) -> list[str]:
     """The kernelspec's argv with its placeholders filled in, as jupyter_client does.
 
@@ -218,7 +223,7 @@ class LocalLauncher:
         cwd: str,
         connection_info: dict[str, Any] | None = None,
     ) -> defer.Deferred[IRunningKernel]:
-        path = os.path.join(self._runtime_dir, f"kernel-{kernel_id}.json")
+        path = connection_file_path(self._runtime_dir, kernel_id)
         if connection_info is None:
             _, info = write_connection_file(
                 path,

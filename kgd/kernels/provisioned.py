@@ -51,7 +51,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kgd.interfaces import IKernelLauncher, IRunningKernel
-from kgd.kernels.launcher import kernel_command
+from kgd.kernels.launcher import connection_file_path, kernel_command
 from kgd.kernels.process_end import ProcessEnd
 from kgd.kernels.provisioner_env import check_provisioner_env
 from kgd.kernels.records import CannotAdopt, KernelRecord, ProvisionerState
@@ -284,7 +284,7 @@ class ProvisionedLauncher:
         parent = ProvisionerParent(
             kernel_id,
             spec,
-            os.path.join(self._runtime_dir, f"kernel-{kernel_id}.json"),
+            connection_file_path(self._runtime_dir, kernel_id),
             log=provisioner_logger(),
         )
         if connection_info is not None:
@@ -375,7 +375,7 @@ class ProvisionedLauncher:
         parent = ProvisionerParent(
             record.kernel_id,
             spec,
-            os.path.join(self._runtime_dir, f"kernel-{record.kernel_id}.json"),
+            connection_file_path(self._runtime_dir, record.kernel_id),
             log=provisioner_logger(),
         )
         connection_info = dict(record.connection_info)

@@ -142,6 +142,7 @@ class RestartTests(StoreTestCase):
         self.assertEqual(third.exit_code, 0)
         self.assertEqual([pid for pid in survivors if pid_alive(pid)], [])
         self.assertEqual(sorted(n for n in os.listdir(self.store) if n.endswith(".json")), [])
+        self.assertEqual(os.listdir(os.path.join(self.store, "runtime")), [], "connection files went with their kernels")
 
 
 class CrashTests(StoreTestCase):
@@ -175,10 +176,12 @@ class CrashTests(StoreTestCase):
         status, _, listed = yield client.request("GET", "/api/kernels")
         self.assertEqual([k["id"] for k in listed], [alive])
         self.assertEqual((yield self.value_of_x(second, alive, "session-1")), "1")
+        self.assertTrue(os.path.exists(os.path.join(self.store, "runtime", f"kernel-{alive}.json")))
         for gone in (killed, reused):
             status, _, body = yield client.request("GET", f"/api/kernels/{gone}")
             self.assertEqual(status, 404, body)
             self.assertFalse(os.path.exists(os.path.join(self.store, f"{gone}.json")))
+            self.assertFalse(os.path.exists(os.path.join(self.store, "runtime", f"kernel-{gone}.json")), "its key stays behind")
         self.assertTrue(pid_alive(reused_pid), "a process whose identity does not match was signalled")
         self.assertEqual(second.log.count(b"forgotten:"), 2)
         self.assertIn(b"now belongs to another process", second.log)

@@ -18,7 +18,7 @@ from kgd.kernels.adoption import KernelAdopter, ProcessAdopter, record_of, store
 from kgd.kernels.file_store import FileKernelStore
 from kgd.kernels.kernels import USER, Kernels, UnknownKernel
 from kgd.kernels.prespawn import PRESPAWN
-from kgd.kernels.records import CannotAdopt, KernelRecord, ProvisionerState
+from kgd.kernels.records import CannotAdopt, KernelRecord, LocalProcess, ProvisionerState
 from tests.kernels.fakes import FAKE_HOST, FakeRunningKernel, fake_machine
 
 
@@ -279,3 +279,22 @@ class StoredConnectionInfoTests(SynchronousTestCase):
         """Provisioners give the key as bytes; the record keeps the same key as JSON text, other fields untouched."""
         stored = stored_connection_info({"key": b"abc123", "shell_port": 5, "ip": "10.0.0.7"})
         self.assertEqual(stored, {"key": "abc123", "shell_port": 5, "ip": "10.0.0.7"})
+
+
+class ConnectionFileTests(SynchronousTestCase):
+    def test_connection_files_of_lost_and_ended_kernels_are_removed(self) -> None:
+        """A kernel that cannot be adopted loses its connection file (it holds the key) at once; an adopted one when it is cleaned up."""
+        runtime = self.mktemp()
+        os.makedirs(runtime)
+        process = LocalProcess(pid=4242, pgid=4242, start_time=7, host=FAKE_HOST)
+        start_times = {4242: 7}
+        adopter = ProcessAdopter(FAKE_HOST, lambda pid, start: defer.Deferred(), runtime_dir=runtime, start_time_of=start_times.get)
+        for kernel_id in ("kept", "lost"):
+            with open(os.path.join(runtime, f"kernel-{kernel_id}.json"), "w") as f:
+                f.write("{}")
+        adopted = adopter(KernelRecord("kept", "python3", {}, {}, "/", 0.0, 0.0, process=process))
+        del start_times[4242]
+        self.assertRaises(CannotAdopt, adopter, KernelRecord("lost", "python3", {}, {}, "/", 0.0, 0.0, process=process))
+        self.assertEqual(os.listdir(runtime), ["kernel-kept.json"])
+        adopted.cleanup()
+        self.assertEqual(os.listdir(runtime), [])
