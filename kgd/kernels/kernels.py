@@ -34,7 +34,7 @@ from kgd.kernels.kernel import Kernel, KernelStartError
 from kgd.kernels.records import KernelRecord
 from kgd.kernels.shielded import shielded
 from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
-from kgd.kernels.specs import KernelSpecs
+from kgd.kernels.specs import KernelSpecs, UnknownKernelSpec
 
 log = Logger()
 
@@ -413,8 +413,13 @@ class Kernels(Service):
         assert self._adopt_process is not None
         try:
             spec = self.specs.get(record.spec_name)
+            vanished = None
+        except UnknownKernelSpec as error:  # removed, or no longer readable
+            # Still adopted, so that it is stopped rather than left running unowned.
+            spec, vanished = stand_in_spec(record), str(error)
+        try:
             running = yield self._adopt_process(record, spec)
-        except Exception as error:  # CannotAdopt, or the kernelspec is gone
+        except Exception as error:  # CannotAdopt
             yield self._lose(record, str(error))
             return None
         kernel = self._make_kernel(record.kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
@@ -438,6 +443,16 @@ class Kernels(Service):
             pid=running.pid,
             event="kernel_adopted",
         )
+        if vanished is not None:
+            log.warn(
+                "kernel {kernel_id} ({spec_name}) forgotten: {reason}; it was shut down",
+                kernel_id=kernel.kernel_id,
+                spec_name=kernel.spec_name,
+                reason=vanished,
+                event="kernel_lost",
+            )
+            yield self._shutdown(kernel)
+            return None
         if record.role != USER:
             # A pool's kernel: its pool starts afresh, so this one goes.
             yield self._shutdown(kernel)
@@ -453,6 +468,14 @@ class Kernels(Service):
             event="kernel_lost",
         )
         return self._unrecord(record.kernel_id)
+
+
+def stand_in_spec(record: KernelRecord) -> KernelSpec:
+    """A kernelspec for a recorded kernel whose own is gone: enough to reach and stop it (through its provisioner, if it has one), not to restart it."""
+    metadata: dict[str, Any] = {}
+    if record.provisioner is not None:
+        metadata["kernel_provisioner"] = {"provisioner_name": record.provisioner.name, "config": {}}
+    return KernelSpec(argv=[], display_name=record.spec_name, language="", metadata=metadata)
 
 
 def _kernel_id(kernel_or_id: Kernel | str) -> str:

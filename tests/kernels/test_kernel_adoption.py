@@ -8,6 +8,7 @@ store is the real file store in a temporary directory.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 from twisted.internet import defer
@@ -26,6 +27,7 @@ class AdoptionTestCase(SynchronousTestCase):
     def setUp(self) -> None:
         machine = fake_machine(self.mktemp())
         self.clock, self.sockets, self.launcher, self.specs = machine.clock, machine.sockets, machine.launcher, machine.specs
+        self.kernels_dir = machine.kernels_dir
         self.clock.advance(1_800_000_000)
         self.store = FileKernelStore(os.path.abspath(self.mktemp()))
         self.refused: dict[str, str] = {}
@@ -198,6 +200,19 @@ class AdoptTests(AdoptionTestCase):
         self.successResultOf(adopted)
         self.assertRaises(UnknownKernel, second.get, kernel_id)
         self.assertTrue(self.launcher.kernels[0].ended)
+        self.assertEqual(self.recorded(), {})
+
+    def test_kernel_whose_kernelspec_vanished_is_stopped_not_left_running(self) -> None:
+        """Its kernelspec removed while no daemon ran: the kernel is reached, shut down and forgotten, never left unowned."""
+        first = self.make()
+        kernel_id = self.start(first, name="other").kernel_id
+        self.stop(first)
+        shutil.rmtree(os.path.join(self.kernels_dir, "other"))
+        second = self.make()
+        self.successResultOf(second.adopted())
+        self.assertRaises(UnknownKernel, second.get, kernel_id)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(self.launcher.kernels[0].shutdowns_requested, [False])
         self.assertEqual(self.recorded(), {})
 
     def test_last_activity_survives_a_crash(self) -> None:
