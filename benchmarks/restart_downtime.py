@@ -11,7 +11,12 @@ then SIGTERM the gateway and start a new one on the same port.  Printed:
 - ``client wait``: from the client seeing its WebSocket close to its first
   ``execute_reply`` after reconnecting to the same kernel (reference: the
   kernel is gone, so the client must start a new one and loses its state);
-- ``kept``: kernels listed by the new gateway.
+- ``kept``: kernels listed by the new gateway;
+- ``output lost s`` (``--kernel python3``, kgd): a thread in the kernel prints
+  its clock every 10 ms through the restart; the gap between the last tick
+  the client saw before the close and the first after reconnecting is the
+  window in which the kernel's output reached no daemon (iopub is PUB/SUB:
+  what is published while nobody subscribes is gone).
 
 kgd runs with ``--kernel-store`` (``--on-stop detach`` is then the default).
 
@@ -49,6 +54,41 @@ from _gateways import (
 from _kernel_client import Channels, rest
 
 _ADOPTED = re.compile(r"adopted (\d+) of (\d+) recorded kernels in (\d+)ms")
+_TICKER = (
+    "import threading, time\n"
+    "def _tick():\n"
+    "    while True:\n"
+    "        print('tick', time.time(), flush=True)\n"
+    "        time.sleep(0.01)\n"
+    "threading.Thread(target=_tick, daemon=True).start()"
+)
+
+
+def _ticks(frame: str | bytes) -> list[float]:
+    """The kernel clock readings in one channels message (none unless it is the ticker's stream)."""
+    message = json.loads(frame)
+    if message.get("msg_type") != "stream":
+        return []
+    return [float(line.split()[1]) for line in message["content"]["text"].splitlines() if line.startswith("tick ")]
+
+
+async def _read_ticks_until_close(channels: Channels, last: list[float], seen: asyncio.Event) -> None:
+    """Keep the last tick in ``last`` until the gateway closes the WebSocket; ``seen`` once one arrived."""
+    try:
+        async for frame in channels._ws:
+            ticks = _ticks(frame)
+            if ticks:
+                last[:] = [ticks[-1]]
+                seen.set()
+    except Exception:  # the daemon went: the close is what we waited for
+        pass
+
+
+async def _first_tick(channels: Channels) -> float:
+    while True:
+        ticks = _ticks(await asyncio.wait_for(channels._ws.recv(), 30))
+        if ticks:
+            return ticks[0]
 
 
 def _ready(url: str, deadline: float, process: subprocess.Popen[bytes]) -> float:
@@ -106,6 +146,13 @@ def measure(name: str, count: int, kernel: str) -> dict[str, object]:
                     nonlocal second
                     channels = await Channels.open(gateway, ids[0])
                     await channels.execute("x = 42")
+                    ticking = kernel != STANDIN_KERNEL
+                    last_tick: list[float] = []
+                    if ticking:
+                        await channels.execute(_TICKER)
+                        seen = asyncio.Event()
+                        reading = asyncio.ensure_future(_read_ticks_until_close(channels, last_tick, seen))
+                        await seen.wait()
                     closing = asyncio.ensure_future(channels._ws.wait_closed())
                     sent = time.perf_counter()
                     first.send_signal(signal.SIGTERM)
@@ -120,11 +167,18 @@ def measure(name: str, count: int, kernel: str) -> dict[str, object]:
                     kept = len(rest(gateway, "GET", "/api/kernels"))
                     target = ids[0] if kept else rest(gateway, "POST", "/api/kernels", {"name": kernel})["id"]
                     reconnected = await Channels.open(gateway, target)
+                    first_after = await _first_tick(reconnected) if ticking and kept else None
                     await reconnected.execute("print(1)")
                     replied_at = time.perf_counter()
                     await reconnected.close()
-                    return {"close code": close_code, "sigterm->ready s": round(ready_at - sent, 3),
-                            "client wait s": round(replied_at - closed_at, 3), "kept": f"{kept}/{count}"}
+                    row: dict[str, object] = {
+                        "close code": close_code, "sigterm->ready s": round(ready_at - sent, 3),
+                        "client wait s": round(replied_at - closed_at, 3), "kept": f"{kept}/{count}",
+                    }
+                    if first_after is not None and last_tick:
+                        await reading
+                        row["output lost s"] = round(first_after - last_tick[0], 3)
+                    return row
 
                 row = asyncio.run(run())
                 adoptions = _ADOPTED.findall(log.read_text(errors="replace"))
