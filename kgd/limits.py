@@ -1,8 +1,8 @@
 """How many connections the daemon can hold, stated at start instead of discovered at the limit.
 
-Each channels WebSocket costs file descriptors: its TCP socket, and three
-ZeroMQ sockets to the kernel (shell, control, stdin), each with a TCP
-connection and a mailbox.  A daemon that runs out of descriptors fails
+Each channels WebSocket costs one file descriptor, its TCP socket: the
+kernel's ZeroMQ sockets are shared by all its connections
+(``kgd.kernels.connection``).  A daemon that runs out of descriptors fails
 everywhere at once (new kernels, new connections, even ``/healthz``), so kgd
 raises its soft ``RLIMIT_NOFILE`` to the hard limit, sizes the ZeroMQ
 context to match, and admits only as many WebSockets as the descriptors
@@ -16,8 +16,8 @@ import resource
 from dataclasses import dataclass
 from typing import Callable
 
-#: Descriptors one channels WebSocket holds (1 TCP + 3 ZeroMQ sockets x 2), rounded up.
-FDS_PER_CONNECTION = 8
+#: Descriptors one channels WebSocket holds: its TCP socket.
+FDS_PER_CONNECTION = 1
 #: Descriptors kept for everything else: listeners, kernels' own sockets, logs, files.
 RESERVED_FDS = 256
 #: What "unlimited" becomes: the soft limit must be a number.

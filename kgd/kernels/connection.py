@@ -3,11 +3,16 @@
 A ``KernelConnection`` needs the connection info (transport, ip, ports, key,
 signature_scheme) and an ``IZmqSockets``; it knows nothing of the process.
 It signs and checks messages, runs the kernel_info handshake, fans iopub
-out to listeners, correlates the gateway's own requests with their replies,
-and opens per-client sockets (``KernelClient``): each client has its own
-shell, control and stdin sockets under one routing identity, so replies and
-input requests go back to the client that asked.  Because it needs nothing
-but connection info, another process could build one from stored info.
+out to listeners, and routes replies.  One kernel has one iopub SUB and one
+shell, control and stdin DEALER (under one routing identity), whatever the
+number of its clients (``KernelClient``): Jupyter Server opens three sockets
+per WebSocket, which runs a daemon out of ZeroMQ sockets and descriptors at a
+few hundred connections.  What the sockets lose, the routing table gives
+back: each request's ``msg_id`` names the client that sent it, so its reply,
+and each ``input_request`` the kernel sends on stdin for it (to the identity
+that sent the ``execute_request``: the shared one), go back to that client
+and no other.  Because it needs nothing but connection info, another process
+could build one from stored info.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from kgd.kernels.zmq_sockets import channel_url
 log = Logger()
 
 CLIENT_CHANNELS = ("shell", "control", "stdin")
+#: Client requests waiting for their reply, per kernel; past this the oldest
+#: is forgotten (a kernel that never answers must not grow the table forever).
+PENDING_LIMIT = 10_000
 
 IopubListener = Callable[[messages.RawMessage], None]
 ClientReceiver = Callable[[str, messages.RawMessage], None]
@@ -41,60 +49,35 @@ class HandshakeTimedOut(Exception):
 
 
 class KernelClient:
-    """One client's own shell, control and stdin sockets to a kernel.
+    """One client of a kernel: what it sends, and the replies and input requests meant for it.
 
     The receiver can be swapped (``receive``) so a WebSocket layer can keep a
-    client's sockets open while a session reconnects.  It uses only the
-    connection's public methods.
+    client while a session reconnects.  ``pending`` is the ids of its
+    requests still waiting for a reply.
     """
 
     def __init__(self, connection: "KernelConnection", receive: ClientReceiver) -> None:
         self.connection = connection
         self.receive = receive
-        self._sockets: dict[str, IZmqSocket] = {}
+        self.pending: set[str] = set()
         self.closed = False
-        # One routing identity for all three sockets: the kernel sends
-        # input_request on stdin to the identity that asked on shell.
-        self.identity = uuid.uuid4().hex.encode("ascii")
-        self._open()
-
-    def _open(self) -> None:
-        for channel in CLIENT_CHANNELS:
-            self._sockets[channel] = self.connection.dealer(
-                channel, lambda frames, channel=channel: self._received(channel, frames), self.identity
-            )
-
-    def _received(self, channel: str, frames: list[bytes]) -> None:
-        message = self.connection.decode(channel, frames)
-        if message is not None and not self.closed:
-            self.receive(channel, message)
 
     def send(self, channel: str, message: messages.RawMessage) -> None:
         """Sign and send a client message to the kernel on shell, control or stdin."""
         if self.closed:
             raise KernelGone(self.connection.kernel_id)
-        self.connection.activity.outgoing(message)
-        self._sockets[channel].send(self.connection.encode(message))
-
-    def reconnect(self) -> None:
-        """Reopen the sockets after the kernel moved to new ports."""
-        for socket in self._sockets.values():
-            socket.close()
-        self._open()
+        self.connection.send_for(self, channel, message)
 
     def close(self) -> None:
-        """Close the sockets and detach from the connection."""
+        """Stop receiving; replies still due to this client are dropped."""
         if self.closed:
             return
         self.closed = True
-        for socket in self._sockets.values():
-            socket.close()
-        self._sockets.clear()
         self.connection.detach(self)
 
 
 class KernelConnection:
-    """The gateway's sockets to one kernel, and its clients' sockets."""
+    """The gateway's sockets to one kernel, shared by the gateway's own requests and every client."""
 
     def __init__(
         self,
@@ -107,12 +90,16 @@ class KernelConnection:
         self.activity = activity
         self._sockets = sockets
         self.session_id = uuid.uuid4().hex
+        # The kernel sends input_request on stdin to the identity that asked on shell.
+        self._identity = uuid.uuid4().hex.encode("ascii")
         self.bad_signatures = 0
         self.connection_info: dict[str, Any] = {}
         self.signer = messages.Signer(b"")
         self.closed = False
-        self._own_sockets: dict[str, IZmqSocket] = {}
+        self._iopub: IZmqSocket | None = None
+        self._dealers: dict[str, IZmqSocket] = {}
         self._clients: set[KernelClient] = set()
+        self._routes: dict[str, KernelClient] = {}
         self._iopub_listeners: list[IopubListener] = []
         self._own_requests: dict[str, defer.Deferred[messages.RawMessage]] = {}
         self._ready: defer.Deferred[None] | None = None
@@ -124,29 +111,43 @@ class KernelConnection:
     # -- sockets -------------------------------------------------------------
 
     def connect(self, connection_info: Mapping[str, Any]) -> None:
-        """Point every socket at these ports and key; nothing to do if they did not change."""
+        """Point every socket at these ports and key; nothing to do if they did not change.
+
+        Requests sent to the kernel's previous ports will never be answered:
+        their routes go.
+        """
         if dict(connection_info) == self.connection_info:
             return
         self.connection_info = dict(connection_info)
         key = self.connection_info.get("key", b"")
         self.signer = messages.Signer(key.encode() if isinstance(key, str) else key)
-        for socket in self._own_sockets.values():
-            socket.close()
+        self._close_sockets()
+        self._forget_routes()
         info = self.connection_info
-        self._own_sockets = {
-            "iopub": self._sockets.subscriber(channel_url(info, "iopub"), self._iopub_received),
-            "shell": self._sockets.dealer(channel_url(info, "shell"), self._own_reply_received),
-            "control": self._sockets.dealer(channel_url(info, "control"), self._own_reply_received),
+        self._iopub = self._sockets.subscriber(channel_url(info, "iopub"), self._iopub_received)
+        self._dealers = {
+            channel: self._sockets.dealer(
+                channel_url(info, channel),
+                lambda frames, channel=channel: self._received(channel, frames),
+                identity=self._identity,
+            )
+            for channel in CLIENT_CHANNELS
         }
-        for client in list(self._clients):
-            client.reconnect()
 
-    def dealer(self, channel: str, receive: Callable[[list[bytes]], None], identity: bytes) -> IZmqSocket:
-        """A DEALER socket to one of the kernel's channels, for a client."""
-        return self._sockets.dealer(channel_url(self.connection_info, channel), receive, identity=identity)
+    def _close_sockets(self) -> None:
+        for socket in [self._iopub, *self._dealers.values()]:
+            if socket is not None:
+                socket.close()
+        self._iopub = None
+        self._dealers = {}
+
+    def _forget_routes(self) -> None:
+        self._routes.clear()
+        for client in self._clients:
+            client.pending.clear()
 
     def client(self, receive: ClientReceiver) -> KernelClient:
-        """Open a client's own shell, control and stdin sockets."""
+        """A new client of this kernel (no socket of its own)."""
         if self.closed:
             raise KernelGone(self.kernel_id)
         client = KernelClient(self, receive)
@@ -154,25 +155,57 @@ class KernelConnection:
         return client
 
     def detach(self, client: KernelClient) -> None:
-        """Forget a closed client."""
+        """Forget a closed client and the routes of its unanswered requests."""
         self._clients.discard(client)
+        for msg_id in client.pending:
+            if self._routes.get(msg_id) is client:
+                del self._routes[msg_id]
+        client.pending.clear()
 
     def clients(self) -> frozenset[KernelClient]:
         """The clients attached now."""
         return frozenset(self._clients)
 
     def close(self) -> None:
-        """Close every socket, clients' included; fail the gateway's pending requests."""
+        """Close every socket and client; fail the gateway's pending requests."""
         self.closed = True
         for client in list(self._clients):
             client.close()
-        for socket in self._own_sockets.values():
-            socket.close()
-        self._own_sockets.clear()
+        self._close_sockets()
         for waiter in self._own_requests.values():
             if not waiter.called:
                 waiter.errback(KernelGone(self.kernel_id))
         self._own_requests.clear()
+
+    def send_for(self, client: KernelClient, channel: str, message: messages.RawMessage) -> None:
+        """Send a client's message; a request is remembered so its reply finds the client.
+
+        Only ``*_request`` messages get replies (``comm_msg``, ``input_reply``
+        do not), so only they are remembered.  A msg_id another client's
+        request still waits under keeps its first owner: replies are never
+        handed to a client that merely reused an id it saw on iopub.
+        """
+        self.activity.outgoing(message)
+        if message.msg_type.endswith("_request"):
+            self._route(message.msg_id, client)
+        self._dealers[channel].send(self.encode(message))
+
+    def _route(self, msg_id: str, client: KernelClient) -> None:
+        owner = self._routes.get(msg_id)
+        if owner is not None and owner is not client:
+            log.warn(
+                "kernel {kernel_id}: a client reused msg_id {msg_id} of another client's pending request;"
+                " the reply goes to the first",
+                kernel_id=self.kernel_id,
+                msg_id=msg_id,
+                event="duplicate_msg_id",
+            )
+            return
+        self._routes[msg_id] = client
+        client.pending.add(msg_id)
+        if len(self._routes) > PENDING_LIMIT:
+            oldest = next(iter(self._routes))
+            self._routes.pop(oldest).pending.discard(oldest)
 
     # -- listeners -----------------------------------------------------------
 
@@ -284,17 +317,28 @@ class KernelConnection:
         for listener in list(self._iopub_listeners):
             listener(message)
 
-    def _own_reply_received(self, frames: list[bytes]) -> None:
-        message = self.decode("shell", frames)
+    def _received(self, channel: str, frames: list[bytes]) -> None:
+        """A message on shell, control or stdin: the gateway's own reply, or a client's."""
+        message = self.decode(channel, frames)
         if message is None:
             return
-        parent_id = messages.parse_json_part(message.parent_header).get("msg_id")
+        parent_id = message.parent_msg_id
         if message.msg_type == "kernel_info_reply" and self._ready is not None:
             self._info_seen = True
             self._check_ready()
         waiter = self._own_requests.pop(parent_id, None) if isinstance(parent_id, str) else None
-        if waiter is not None and not waiter.called:
-            waiter.callback(message)
+        if waiter is not None:
+            if not waiter.called:
+                waiter.callback(message)
+            return
+        client = self._routes.get(parent_id) if isinstance(parent_id, str) else None
+        if client is None:
+            return  # its client left, or it answers nobody's request
+        if channel != "stdin" and message.msg_type.endswith("_reply"):
+            del self._routes[parent_id]
+            client.pending.discard(parent_id)
+        if not client.closed:
+            client.receive(channel, message)
 
     def request(self, channel: str, msg_type: str, content: dict[str, Any]) -> defer.Deferred[messages.RawMessage]:
         """Send a message of the gateway's own on shell or control; a Deferred for its reply."""
@@ -306,7 +350,7 @@ class KernelConnection:
         if len(self._own_requests) > 64:
             oldest = next(iter(self._own_requests))
             self._own_requests.pop(oldest)
-        socket = self._own_sockets.get(channel)
+        socket = self._dealers.get(channel)
         if socket is not None:
             socket.send(self.encode(message))
         return waiter

@@ -126,6 +126,10 @@ class FakeSockets:
             kernel, channel = served
             self.clock.callLater(0, kernel.received, channel, frames, socket)
 
+    def peer(self, socket: FakeSocket, url: str) -> FakeSocket:
+        """The open DEALER at ``url`` with ``socket``'s routing identity (where a ROUTER would send to that identity)."""
+        return next(s for s in self.opened if s.kind == "dealer" and s.url == url and s.identity == socket.identity and not s.closed)
+
     def subscribers(self, kernel: "FakeRunningKernel") -> list[FakeSocket]:
         url = channel_url(kernel.connection_info, "iopub")
         return [s for s in self.opened if s.kind == "subscriber" and s.url == url and not s.closed]
@@ -246,6 +250,11 @@ class FakeRunningKernel:
             if self.answers_kernel_info:
                 self._answer(socket, message, "kernel_info_reply", KERNEL_INFO_CONTENT)
         elif channel == "shell" and kind == "execute_request":
+            if messages.parse_json_part(message.content).get("code") == "input()":
+                # As ipykernel: input_request on stdin, to the identity that sent the execute_request.
+                stdin = self.sockets.peer(socket, channel_url(self.connection_info, "stdin"))
+                self.reply(stdin, "input_request", {"prompt": "", "password": False}, message)
+                return
             self._answer(socket, message, "execute_reply", {"status": "ok", "execution_count": 1})
         elif channel == "control" and kind == "interrupt_request":
             self.reply(socket, "interrupt_reply", {"status": "ok"}, message)

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.kernels import messages
 from kgd.kernels.activity import KernelActivity
+from kgd.kernels import connection as connection_module
 from kgd.kernels.connection import HandshakeTimedOut, KernelConnection, KernelGone
 from kgd.kernels.zmq_sockets import channel_url
 from tests.kernels.fakes import FakeRunningKernel, FakeSockets
@@ -118,19 +119,18 @@ class RequestTests(ConnectionTestCase):
 
 
 class ClientTests(ConnectionTestCase):
-    def test_one_identity_across_a_clients_sockets(self) -> None:
-        """A client's shell, control and stdin sockets share one routing identity; two clients have two."""
+    def test_clients_share_the_kernels_sockets(self) -> None:
+        """Any number of clients use the kernel's one iopub, shell, control and stdin sockets, under one identity."""
         self.ready()
-        before = len(self.sockets.opened)
-        self.connection.client(lambda c, m: None)
-        self.connection.client(lambda c, m: None)
-        opened = self.sockets.opened[before:]
+        before = list(self.sockets.opened)
+        for _ in range(50):
+            self.connection.client(lambda c, m: None)
+        self.assertEqual(self.sockets.opened, before)
+        dealers = [s for s in before if s.kind == "dealer"]
         self.assertEqual(
-            [s.url for s in opened[:3]], [channel_url(ADOPTED_INFO, c) for c in ("shell", "control", "stdin")]
+            sorted(s.url for s in dealers), sorted(channel_url(ADOPTED_INFO, c) for c in ("shell", "control", "stdin"))
         )
-        self.assertEqual(len({s.identity for s in opened[:3]}), 1)
-        self.assertEqual(len({s.identity for s in opened[3:]}), 1)
-        self.assertNotEqual(opened[0].identity, opened[3].identity)
+        self.assertEqual(len({s.identity for s in dealers}), 1)
 
     def test_replies_go_to_the_client_that_asked(self) -> None:
         """A reply reaches the client whose socket sent the request, not another client."""
@@ -143,3 +143,57 @@ class ClientTests(ConnectionTestCase):
         self.clock.advance(0)
         self.assertEqual(asker, ["execute_reply"])
         self.assertEqual(other, [])
+
+    def test_input_request_goes_to_the_client_that_executed(self) -> None:
+        """The kernel's input_request on stdin reaches the client whose execute_request asked for input."""
+        self.ready()
+        asker: list[tuple[str, str]] = []
+        other: list[tuple[str, str]] = []
+        self.connection.client(lambda channel, m: other.append((channel, m.msg_type)))
+        client = self.connection.client(lambda channel, m: asker.append((channel, m.msg_type)))
+        client.send("shell", messages.new_message("execute_request", {"code": "input()"}, session="s"))
+        self.clock.advance(0)
+        self.assertEqual(asker, [("stdin", "input_request")])
+        self.assertEqual(other, [])
+
+    def test_reply_to_a_client_that_left_reaches_nobody(self) -> None:
+        """A client that closes before its reply: the reply is dropped, not given to another client, and its route goes."""
+        self.ready()
+        other: list[str] = []
+        self.connection.client(lambda channel, m: other.append(m.msg_type))
+        leaving = self.connection.client(lambda channel, m: self.fail("a closed client received a message"))
+        leaving.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
+        leaving.close()
+        self.clock.advance(0)
+        self.assertEqual(other, [])
+        self.assertEqual(leaving.pending, set())
+
+    def test_a_reused_msg_id_keeps_its_first_owner(self) -> None:
+        """A second client sending a pending request's msg_id does not get the first client's reply."""
+        self.ready()
+        first: list[str] = []
+        second: list[str] = []
+        a = self.connection.client(lambda channel, m: first.append(m.msg_type))
+        b = self.connection.client(lambda channel, m: second.append(m.msg_type))
+        request = messages.new_message("execute_request", {"code": "1"}, session="s")
+        a.send("shell", request)
+        b.send("shell", request)
+        self.clock.advance(0)
+        self.assertEqual(first, ["execute_reply"])
+        self.assertEqual(second, [])
+
+    def test_unanswered_requests_are_bounded(self) -> None:
+        """Requests a kernel never answers are remembered up to a bound, oldest forgotten first; answered ones not at all."""
+        self.patch(connection_module, "PENDING_LIMIT", 20)
+        self.ready()
+        client = self.connection.client(lambda channel, m: None)
+        sent = [messages.new_message("history_request", {}, session="s") for _ in range(30)]
+        for message in sent:
+            client.send("shell", message)
+        self.assertEqual(client.pending, {m.msg_id for m in sent[10:]})
+        client.send("shell", messages.new_message("comm_msg", {}, session="s"))  # expects no reply
+        self.assertEqual(len(client.pending), 20)
+        answered = self.connection.client(lambda channel, m: None)
+        answered.send("shell", messages.new_message("execute_request", {"code": "1"}, session="s"))
+        self.clock.advance(0)
+        self.assertEqual(answered.pending, set())
