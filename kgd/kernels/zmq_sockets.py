@@ -6,6 +6,11 @@ is made (after twistd has installed the reactor it was asked for, asyncio
 included), and everything above this module talks to ``IZmqSockets`` so that
 tests can hand it a fake.
 
+A socket reads at most ``READS_PER_TURN`` messages each time the reactor
+hands it the turn, then yields and goes on in the next turn: txzmq's own
+reader drains a socket completely, so one kernel flooding output would keep
+every other kernel's replies (and every client's frames) waiting behind it.
+
 The heartbeat channel is not opened: like jupyter_client's restarter, kgd
 learns that a kernel died from its process (or its provisioner's poll), which
 is exact, where a missed heartbeat under load is a guess.
@@ -20,6 +25,9 @@ from zope.interface import implementer
 from kgd.interfaces import IZmqSocket, IZmqSockets
 
 Receiver = Callable[[list[bytes]], None]
+
+#: Messages one socket reads before other sockets and connections get the reactor.
+READS_PER_TURN = 64
 
 
 def channel_url(connection_info: dict[str, Any], channel: str) -> str:
@@ -71,6 +79,8 @@ class TxZmqSockets:
     def _make_classes(self) -> dict[str, type]:
         txzmq = self._txzmq
         constants = self._constants
+        from twisted.internet import reactor
+        from zmq import ZMQError
 
         class Dealer(txzmq.ZmqConnection):
             socketType = constants.DEALER
@@ -81,6 +91,31 @@ class TxZmqSockets:
 
             def messageReceived(self, message: list[bytes]) -> None:
                 self._receive(message)
+
+            def doRead(self) -> None:
+                """Read up to ``READS_PER_TURN`` messages; if more wait, read on in the next reactor turn.
+
+                ZeroMQ's descriptor signals edge-triggered, so the reactor
+                would not call again for messages already queued: the
+                rest is scheduled here (txzmq's ``read_scheduled``, which
+                its ``send`` and ``shutdown`` also use).
+                """
+                if self.read_scheduled is not None:
+                    if not self.read_scheduled.called:
+                        self.read_scheduled.cancel()
+                    self.read_scheduled = None
+                for _ in range(READS_PER_TURN):
+                    if self.factory is None or not self.socket.get(constants.EVENTS) & constants.POLLIN:
+                        return
+                    try:
+                        message = self._readMultipart()
+                    except ZMQError as error:
+                        if error.errno == constants.EAGAIN:
+                            continue
+                        raise
+                    self.messageReceived(message)
+                if self.factory is not None:
+                    self.read_scheduled = reactor.callLater(0, self.doRead)
 
         class Subscriber(Dealer):
             socketType = constants.SUB

@@ -1,0 +1,64 @@
+"""TxZmqSockets against real ZeroMQ sockets on loopback: a flooding socket yields the reactor."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import zmq
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from kgd.kernels.zmq_sockets import READS_PER_TURN, TxZmqSockets
+from tests.integration.daemon import poll_until
+
+
+class ReadsPerTurnTests(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.sockets = TxZmqSockets()
+        self.addCleanup(self.sockets.close)
+        self.context = zmq.Context()
+        self.addCleanup(self.context.term)
+
+    def kernel_side(self, kind: int) -> tuple[zmq.Socket, str]:
+        socket = self.context.socket(kind)
+        socket.setsockopt(zmq.LINGER, 0)
+        port = socket.bind_to_random_port("tcp://127.0.0.1")
+        self.addCleanup(socket.close)
+        return socket, f"tcp://127.0.0.1:{port}"
+
+    @defer.inlineCallbacks
+    def test_a_flooding_socket_reads_a_bounded_batch_per_turn(self) -> None:
+        """Each turn a socket reads at most READS_PER_TURN messages and schedules the next turn while more wait; order is kept."""
+        router, url = self.kernel_side(zmq.ROUTER)
+        received: list[bytes] = []
+        dealer = self.sockets.dealer(url, lambda frames: received.append(frames[-1]), identity=b"gw")
+        dealer.send([b"hello"])
+        identity = yield poll_until(lambda: self._identity_from(router), timeout=30)
+        connection = dealer._connection
+        reactor.removeReader(connection)  # the test hands out the turns
+        for n in range(1000):
+            router.send_multipart([identity, str(n).encode()])
+        batches = []
+        deadline = time.monotonic() + 30
+        while len(received) < 1000 and time.monotonic() < deadline:
+            connection.socket.poll(100)
+            before = len(received)
+            connection.doRead()
+            batches.append(len(received) - before)
+            scheduled = connection.read_scheduled
+            if scheduled is not None:
+                scheduled.cancel()
+                connection.read_scheduled = None
+        self.assertEqual([int(x) for x in received], list(range(1000)))
+        self.assertLessEqual(max(batches), READS_PER_TURN)
+        self.assertIn(READS_PER_TURN, batches)
+
+    def _identity_from(self, router: zmq.Socket) -> Any:
+        try:
+            identity, _ = router.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        return identity
