@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -9,6 +10,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from tests.integration.daemon import Client, Daemon, poll_until
+from tests.integration import ws
 from tests.integration.ws import connect
 
 UPGRADE = {
@@ -68,3 +70,58 @@ class ConnectionLimitTests(unittest.TestCase):
         limit = int(re.search(rb"open files limit 300 .*at most (\d+) channels WebSockets", daemon.log).group(1))
         self.assertGreater(limit, 0)
         yield self.fill_then_refuse(daemon, client, kernel_id, limit)
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds (its descriptors that are sockets)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+class SharedSocketsTests(unittest.TestCase):
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def test_many_connections_share_the_kernels_sockets_and_keep_their_replies(self) -> None:
+        """60 WebSockets on one real kernel: each gets its own execute_reply and input_request only; each costs one socket."""
+        daemon = Daemon([])
+        yield daemon.start()
+        self.addCleanup(daemon.stop)
+        client = Client(daemon)
+        status, _, body = yield client.request("POST", "/api/kernels", {})
+        self.assertEqual(status, 201, body)
+        kernel_id = body["id"]
+        first = yield connect(daemon.ws_url, kernel_id)
+        yield first.execute("pass")
+        before = open_sockets(daemon.transport.pid)
+        connections = []
+        for n in range(60):
+            connections.append((yield connect(daemon.ws_url, kernel_id, session_id=f"s{n}")))
+        self.assertLessEqual(open_sockets(daemon.transport.pid) - before, 60 + 5, "one socket per WebSocket, no ZeroMQ ones")
+
+        sent = [ws.execute_request(f"print({n})") for n in range(60)]
+        for connection, request in zip(connections, sent):
+            connection.send(request)
+        for connection, request in zip(connections, sent):
+            yield connection.wait_for(ws.finished(request), timeout=90, since=0)
+        for n, (connection, request) in enumerate(zip(connections, sent)):
+            replies = [m for m in connection.messages if m["msg_type"] == "execute_reply"]
+            self.assertEqual([m["parent_header"]["msg_id"] for m in replies], [request["header"]["msg_id"]], f"connection {n}")
+
+        asking = ws.execute_request("input('name? ')")
+        connections[7].send(asking)
+        prompt = yield connections[7].wait_for(ws.of_type("input_request", "stdin"), timeout=60)
+        self.assertEqual(prompt[-1]["content"]["prompt"], "name? ")
+        reply = ws.request("input_reply", {"value": "kgd"}, channel="stdin")
+        reply["parent_header"] = prompt[-1]["header"]
+        connections[7].send(reply)
+        yield connections[7].wait_for(ws.finished(asking), timeout=60)
+        others = [c for i, c in enumerate(connections) if i != 7]
+        self.assertFalse(any(m["msg_type"] == "input_request" for c in others for m in c.messages))
+        for connection in [first, *connections]:
+            yield connection.close()
