@@ -18,7 +18,10 @@ Following Jupyter Server:
 - on connect the kernel is "nudged": ``kernel_info_request`` is sent on the
   session's shell every half second until iopub traffic reaches
   the connection (clients expect a ``status`` busy/idle on connect); the
-  replies to these requests are the gateway's and are not forwarded.
+  replies to these requests are the gateway's and are not forwarded, and the
+  ``status`` messages around them reach only the nudged session (Jupyter
+  Server fans them out to every connection: with N connections, N connects
+  cost N² frames).
 
 Connections are anything with ``deliver`` and ``end`` (the WebSocket
 protocol in ``channels``), so this module knows nothing of Autobahn.
@@ -130,6 +133,7 @@ class ChannelSession:
             return
         request = messages.new_message("kernel_info_request", {}, session=self._sessions.kernel.session_id)
         self._nudge_ids.add(request.msg_id)
+        self._sessions.nudge_owners[request.msg_id] = self
         try:
             self.client.send("shell", request)
         except KernelGone:
@@ -148,6 +152,8 @@ class ChannelSession:
     def close(self) -> None:
         """Release the sockets, the buffer and the timers."""
         self.stop_nudging()
+        for msg_id in self._nudge_ids:
+            self._sessions.nudge_owners.pop(msg_id, None)
         if self.expiry is not None and self.expiry.active():
             self.expiry.cancel()
         self.expiry = None
@@ -176,6 +182,8 @@ class KernelSessions:
         self._nudge_interval = nudge_interval
         self._nudge_timeout = nudge_timeout
         self._sessions: dict[object, ChannelSession] = {}
+        #: The session each pending nudge belongs to: its status messages go to that session only.
+        self.nudge_owners: dict[str, ChannelSession] = {}
         self._anonymous = itertools.count()
         self._died = False
         kernel.add_iopub_listener(self._iopub)
@@ -287,6 +295,14 @@ class KernelSessions:
                 self._died = messages.parse_json_part(message.content).get("execution_state") == "dead"
             except messages.MalformedMessage:
                 pass
+        owner = self.nudge_owners.get(message.parent_msg_id) if self.nudge_owners else None
+        if owner is not None:
+            # The busy/idle around a nudge tells only the nudged session something: with
+            # thousands of connections, fanning each out to all of them was the cost of a connect.
+            if message.msg_type == "status" and b'"idle"' in message.content:
+                del self.nudge_owners[message.parent_msg_id]
+            owner.deliver("iopub", message)
+            return
         for session in list(self._sessions.values()):
             session.deliver("iopub", message)
 

@@ -85,6 +85,17 @@ class KernelSessionsTests(SynchronousTestCase):
         self.assertIn("hello", first.streams()[0])
         self.assertEqual(self.connections(), 2)
 
+    def test_a_connects_nudge_status_reaches_only_that_connection(self) -> None:
+        """The busy/idle answering a new connection's nudge go to it alone; the kernel's own output still reaches all."""
+        first, _ = self.connect("a")
+        before = len(first.received)
+        second, _ = self.connect("b")
+        self.assertEqual([m.msg_type for c, m in second.received], ["status", "status"])
+        self.assertEqual(len(first.received), before, "another connection's nudge status was fanned out")
+        self.print("both\n")
+        self.assertEqual(first.streams()[-1], second.streams()[-1])
+        self.assertIn("both", second.streams()[-1])
+
     def test_same_session_replaces_stale_connection(self) -> None:
         """A second connection with an open session's id closes the first (1000) and takes its place."""
         stale, _ = self.connect("s")
