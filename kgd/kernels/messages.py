@@ -41,7 +41,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
-from typing import Any, NoReturn
+from typing import Any, Callable, Hashable, NoReturn, TypeVar
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session, msg_header, new_id
@@ -159,6 +159,9 @@ def _header_ids(header: bytes) -> tuple[str, str]:
     return msg_id, msg_type
 
 
+T = TypeVar("T")
+
+
 @dataclass(slots=True, frozen=True)
 class RawMessage:
     """A Jupyter message whose JSON parts are kept as the bytes they arrived as.
@@ -183,6 +186,7 @@ class RawMessage:
     _parent_ids: tuple[str, str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _derived: dict[Hashable, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Parse the header's identifying fields; rejects a malformed header."""
@@ -219,6 +223,21 @@ class RawMessage:
     def parent_msg_type(self) -> str:
         """msg_type of the request this message answers, or "" if none."""
         return self._parent()[1]
+
+    def derived(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, made once per message and ``key``.
+
+        An iopub message goes to every connection of its kernel; its
+        WebSocket frame in each format is the same for all of them, so it is
+        encoded once (the parts are never copied, only referenced).  A
+        failure is not remembered: ``make`` raises again for the next caller.
+        """
+        if self._derived is None:
+            object.__setattr__(self, "_derived", {})
+        assert self._derived is not None
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
 
 class Signer:

@@ -306,21 +306,17 @@ class ChannelsProtocol(WebSocketServerProtocol):
         """
         if self.state != _OPEN:
             return
-        if self._v1:
-            pieces, binary = messages.to_ws_v1_pieces(channel, message), True
-        else:
-            try:
-                pieces, binary = messages.to_ws_legacy_pieces(channel, message)
-            except messages.MalformedMessage as error:
-                self._log.warn(
-                    "channels: kernel {kernel_id}: {msg_type} message not sent: {error}",
-                    kernel_id=self._kernel_id,
-                    msg_type=message.msg_type,
-                    error=error,
-                )
-                return
-        size = sum(map(len, pieces))
-        pieces.insert(0, frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size))
+        v1 = self._v1
+        try:
+            pieces, size = message.derived(("ws", channel, v1), lambda: encode_frame(channel, message, v1))
+        except messages.MalformedMessage as error:
+            self._log.warn(
+                "channels: kernel {kernel_id}: {msg_type} message not sent: {error}",
+                kernel_id=self._kernel_id,
+                msg_type=message.msg_type,
+                error=error,
+            )
+            return
         self._relayed(channel, "out", size)
         self._send_or_hold(pieces)
 
@@ -370,6 +366,20 @@ class ChannelsProtocol(WebSocketServerProtocol):
         if session is not None and self._sessions is not None:
             self._sessions.disconnect(session, self)
         self.end(code, reason)
+
+
+def encode_frame(channel: str, message: RawMessage, v1: bool) -> tuple[list[bytes], int]:
+    """One WebSocket frame of ``message`` (v1 binary or legacy JSON) as pieces, and its payload size.
+
+    Made once per message and format (``RawMessage.derived``) and shared by
+    every connection it goes to, so nothing here may be changed afterwards.
+    """
+    if v1:
+        pieces, binary = messages.to_ws_v1_pieces(channel, message), True
+    else:
+        pieces, binary = messages.to_ws_legacy_pieces(channel, message)
+    size = sum(map(len, pieces))
+    return [frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size), *pieces], size
 
 
 def frame_header(opcode: int, size: int) -> bytes:
