@@ -17,9 +17,10 @@ daemon runs.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.application.service import Service
@@ -59,6 +60,32 @@ class _KernelsCollector:
 
 
 @implementer(ILogObserver)
+class _RelayCounts:
+    """Messages and bytes relayed over channels WebSockets, per channel and direction.
+
+    Counted for every frame of every connection (an iopub message to 5,000
+    connections is 5,000 counts), so they are plain ints, not prometheus
+    Counters with a lock per increment; only the reactor thread counts and
+    scrapes, and a scrape reads them as counter families.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], list[int]] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        families = (
+            CounterMetricFamily("kgd_websocket_messages", "Messages relayed over channels WebSockets", labels=_RELAY_LABELS),
+            CounterMetricFamily("kgd_websocket_bytes", "Bytes relayed over channels WebSockets", labels=_RELAY_LABELS),
+        )
+        for labels, values in sorted(self.counts.items()):
+            for family, value in zip(families, values):
+                family.add_metric(labels, value)
+        yield from families
+
+
+_RELAY_LABELS = ("channel", "direction")
+
+
 class Metrics:
     """Every metric of one daemon; call it with log events, scrape it with ``exposition()``."""
 
@@ -86,13 +113,8 @@ class Metrics:
             buckets=_START_BUCKETS,
             registry=r,
         )
-        self.ws_messages = Counter(
-            "kgd_websocket_messages", "Messages relayed over channels WebSockets", ["channel", "direction"], registry=r
-        )
-        self.ws_bytes = Counter(
-            "kgd_websocket_bytes", "Bytes relayed over channels WebSockets", ["channel", "direction"], registry=r
-        )
-        self._relay_counters: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._relayed = _RelayCounts()
+        r.register(self._relayed)
         self.bad_signatures = Counter(
             "kgd_bad_signatures", "Kernel messages dropped for a bad HMAC signature", ["channel"], registry=r
         )
@@ -129,18 +151,12 @@ class Metrics:
     # -- the WebSocket relay -----------------------------------------------------
 
     def message_relayed(self, channel: str, direction: str, nbytes: int) -> None:
-        """Count one message on ``channel`` going ``direction`` ("in" from a client, "out" to one).
-
-        Called for every relayed message, so the labelled children are
-        looked up once per (channel, direction) and kept: prometheus_client's
-        ``labels()`` costs more than the relay's own work on a small message.
-        """
-        counters = self._relay_counters.get((channel, direction))
-        if counters is None:
-            counters = (self.ws_messages.labels(channel, direction), self.ws_bytes.labels(channel, direction))
-            self._relay_counters[(channel, direction)] = counters
-        counters[0].inc()
-        counters[1].inc(nbytes)
+        """Count one message on ``channel`` going ``direction`` ("in" from a client, "out" to one)."""
+        counts = self._relayed.counts.get((channel, direction))
+        if counts is None:
+            counts = self._relayed.counts[(channel, direction)] = [0, 0]
+        counts[0] += 1
+        counts[1] += nbytes
 
     # -- log events --------------------------------------------------------------
 
