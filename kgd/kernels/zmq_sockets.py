@@ -28,6 +28,10 @@ Receiver = Callable[[list[bytes]], None]
 
 #: Messages one socket reads before other sockets and connections get the reactor.
 READS_PER_TURN = 64
+#: Messages an iopub SUB socket queues while kgd has not read them (ZeroMQ's own
+#: default; txzmq's is 0, no limit).  Past it the kernel's PUB drops output for
+#: kgd, as it does for any Jupyter client that falls that far behind.
+IOPUB_HWM = 1000
 
 
 def channel_url(connection_info: dict[str, Any], channel: str) -> str:
@@ -119,6 +123,7 @@ class TxZmqSockets:
 
         class Subscriber(Dealer):
             socketType = constants.SUB
+            highWaterMark = IOPUB_HWM  # set before connecting, as ZeroMQ requires
 
             def __init__(self, factory: Any, endpoint: Any, receive: Receiver) -> None:
                 super().__init__(factory, endpoint, receive)

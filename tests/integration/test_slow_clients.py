@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.trial import unittest
 
+from tests.integration import ws
 from tests.integration.daemon import Client, Daemon, poll_until
 
 TOKEN = "pipe-s3cret"
@@ -75,3 +76,80 @@ class PipeliningTests(unittest.TestCase):
         grown = rss_bytes(daemon.transport.pid) - before
         self.assertLess(answered[-1], REQUESTS // 10, "the daemon read on from a client that was not reading")
         self.assertLess(grown, RSS_GROWTH_LIMIT, f"RSS grew by {grown / 2**20:.1f} MiB")
+
+
+BOUND = 32 * 1024**2
+#: What the daemon's RSS may grow by beyond the two bounds while a client that
+#: reads far slower than a kernel printing 256 MB holds on: the transport's own
+#: buffer, one message in flight, ZeroMQ's queue (bounded at 1000 messages) and
+#: the allocator's overhead on 64 KiB pieces (measured on this 2-core machine:
+#: 43-88 MiB in all, 11-24 MiB beyond the bounds).
+RSS_SLACK = 48 * 1024**2
+FLOOD = "import sys\nfor _ in range(4096):\n    sys.stdout.write('x' * 65536); sys.stdout.flush()\nprint('done')"
+
+
+class _Trickle:
+    """Makes a stalled client read for one reactor turn every ``interval`` seconds: a slow reader, not a dead one."""
+
+    def __init__(self, transport: Any, interval: float) -> None:
+        self._transport = transport
+        self._loop = task.LoopingCall(self._read_a_little)
+        self._loop.start(interval, now=False)
+
+    def _read_a_little(self) -> None:
+        self._transport.resumeProducing()
+        reactor.callLater(0, self._transport.pauseProducing)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+
+class SlowReaderMemoryTests(unittest.TestCase):
+    timeout = 240
+
+    @defer.inlineCallbacks
+    def test_a_client_that_never_reads_costs_at_most_its_bounds(self) -> None:
+        """256 MB of output to a client that reads far slower: it is closed (1008), and the daemon's RSS peak stays within backlog + session buffer + slack."""
+        daemon = Daemon(["--max-client-backlog", str(BOUND), "--session-buffer-bytes", str(BOUND)])
+        yield daemon.start()
+        self.addCleanup(daemon.stop)
+        client = Client(daemon)
+        status, _, body = yield client.request("POST", "/api/kernels", {})
+        self.assertEqual(status, 201, body)
+        kernel_id = body["id"]
+        path = f"/api/kernels/{kernel_id}/channels?session_id=stalled"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        stalled = ws.StalledClient(request)
+        yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", daemon.port), stalled)
+        self.addCleanup(lambda: stalled.transport.abortConnection())
+        self.assertIn(b" 101 ", (yield stalled.upgraded))
+        trickle = _Trickle(stalled.transport, 0.02)
+        self.addCleanup(trickle.stop)
+        # The cell is sent by a client that leaves at once (no session_id: nothing is kept for it).
+        sender = yield ws.connect(daemon.ws_url, kernel_id)
+        yield sender.execute("x = 1")
+        idle = rss_bytes(daemon.transport.pid)
+        sender.send(ws.execute_request(FLOOD))
+        yield sender.close()
+
+        peak = [idle]
+
+        @defer.inlineCallbacks
+        def state_is(wanted: str) -> Any:
+            peak.append(rss_bytes(daemon.transport.pid))
+            _, _, model = yield client.request("GET", f"/api/kernels/{kernel_id}")
+            return model["execution_state"] == wanted
+
+        yield poll_until(lambda: state_is("busy"), timeout=60, interval=0.02)
+        yield poll_until(lambda: state_is("idle"), timeout=180, interval=0.02)
+        self.assertIn(b"client not reading", daemon.log)
+        grown = max(peak) - idle
+        self.assertLess(grown, 2 * BOUND + RSS_SLACK, f"peak RSS grew by {grown / 2**20:.0f} MiB")
+        reader = yield ws.connect(daemon.ws_url, kernel_id)
+        out = yield reader.execute("print(x + 1)")
+        yield reader.close()
+        self.assertEqual("".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream"), "2\n")

@@ -17,7 +17,7 @@ import uuid
 from typing import Any, Callable, Sequence
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor
 
 V1 = "v1.kernel.websocket.jupyter.org"
 Message = dict[str, Any]
@@ -266,3 +266,25 @@ def connect(
     factory.setProtocolOptions(openHandshakeTimeout=timeout, closeHandshakeTimeout=5)
     connectWS(factory, timeout=timeout)
     return connection.opened.addTimeout(timeout, reactor)
+
+
+class StalledClient(protocol.Protocol):
+    """Completes a WebSocket handshake, then never reads again, like a hung browser tab."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.response = b""
+        self.upgraded: defer.Deferred[bytes] = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.response += data
+        if b"\r\n\r\n" in self.response and not self.upgraded.called:
+            self.transport.pauseProducing()
+            self.upgraded.callback(self.response.split(b"\r\n", 1)[0])
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(None)

@@ -9,7 +9,7 @@ import zmq
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from kgd.kernels.zmq_sockets import READS_PER_TURN, TxZmqSockets
+from kgd.kernels.zmq_sockets import IOPUB_HWM, READS_PER_TURN, TxZmqSockets
 from tests.integration.daemon import poll_until
 
 
@@ -62,3 +62,9 @@ class ReadsPerTurnTests(unittest.TestCase):
         except zmq.Again:
             return None
         return identity
+
+    def test_iopub_queue_is_bounded(self) -> None:
+        """An iopub SUB socket queues at most IOPUB_HWM unread messages (txzmq's default would queue without limit)."""
+        _, url = self.kernel_side(zmq.PUB)
+        subscriber = self.sockets.subscriber(url, lambda frames: None)
+        self.assertEqual(subscriber._connection.socket.get(zmq.RCVHWM), IOPUB_HWM)

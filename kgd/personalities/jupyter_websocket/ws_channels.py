@@ -204,13 +204,26 @@ class ChannelsProtocol(WebSocketServerProtocol):
             self._backlog_bytes = 0
 
     def resumeProducing(self) -> None:
-        """The client caught up: hand the held frames to the transport, in order."""
+        """The client caught up: hand held frames to the transport, in order, until it is full again.
+
+        The transport pauses this producer from within ``writeSequence`` once
+        its buffer passes its ``bufferSize``; what is left stays held here,
+        counted against the bound.  Handing over the whole backlog instead
+        would double it: the transport's buffer, then its join into one
+        bytes object to send.
+        """
         backlog, self._backlog = self._backlog, None
         self._backlog_bytes = 0
-        for pieces in backlog or ():
+        for index, pieces in enumerate(backlog or ()):
             if self.state != _OPEN:
                 return
             self.transport.writeSequence(pieces)
+            if self._backlog is not None:  # paused again
+                assert backlog is not None
+                rest = backlog[index + 1 :]
+                self._backlog[:0] = rest
+                self._backlog_bytes += sum(len(piece) for frame in rest for piece in frame)
+                return
 
     def stopProducing(self) -> None:
         """The connection is going: what is held will never be sent."""

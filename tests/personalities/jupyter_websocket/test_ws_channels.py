@@ -23,6 +23,7 @@ from tests.integration.ws import (
     V1,
     ChannelsConnection,
     Message,
+    StalledClient,
     connect,
     encode_v1,
     execute_request,
@@ -461,28 +462,6 @@ class RefusalTests(ChannelsTestCase):
         self.assertEqual((model["connections"], model["execution_state"]), (1, "idle"))
 
 
-class _StalledClient(protocol.Protocol):
-    """Completes a WebSocket handshake, then never reads again, like a hung browser tab."""
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.response = b""
-        self.upgraded: defer.Deferred[bytes] = defer.Deferred()
-        self.lost: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        self.transport.write(self.request)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.response += data
-        if b"\r\n\r\n" in self.response and not self.upgraded.called:
-            self.transport.pauseProducing()
-            self.upgraded.callback(self.response.split(b"\r\n", 1)[0])
-
-    def connectionLost(self, reason: Any) -> None:
-        self.lost.callback(None)
-
-
 @defer.inlineCallbacks
 def paced_execute(client: ChannelsConnection, code: str, piece: int, pieces: int) -> Any:
     """Run ``code`` (``pieces`` times: print ``piece`` characters, then ``input()``), answering
@@ -565,7 +544,7 @@ class SlowClientTests(ChannelsTestCase):
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.daemon.port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
-        stalled = _StalledClient(request)
+        stalled = StalledClient(request)
         yield endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", self.daemon.port), stalled)
         status_line = yield stalled.upgraded
         self.assertIn(b" 101 ", status_line)
