@@ -12,6 +12,7 @@ import json
 import struct
 from typing import Any
 
+import txaio
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -85,6 +86,8 @@ class SlowReaderTests(SynchronousTestCase):
     def setUp(self) -> None:
         machine = fake_machine(self.mktemp())
         self.clock = machine.clock
+        # Autobahn's handshake timers go through txaio's loop: the Clock here, not the global reactor.
+        self.patch(txaio.config, "loop", self.clock)
         kernels = Kernels(machine.specs, machine.launcher, machine.sockets, machine.clock, daemon_env={"PATH": "/bin"})
         kernels.startService()
         started = kernels.start_kernel()
