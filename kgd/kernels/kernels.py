@@ -444,14 +444,8 @@ class Kernels(Service):
             event="kernel_adopted",
         )
         if vanished is not None:
-            log.warn(
-                "kernel {kernel_id} ({spec_name}) forgotten: {reason}; it was shut down",
-                kernel_id=kernel.kernel_id,
-                spec_name=kernel.spec_name,
-                reason=vanished,
-                event="kernel_lost",
-            )
             yield self._shutdown(kernel)
+            yield self._lose(record, f"{vanished}; it was shut down")
             return None
         if record.role != USER:
             # A pool's kernel: its pool starts afresh, so this one goes.

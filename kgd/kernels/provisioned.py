@@ -333,16 +333,7 @@ class ProvisionedLauncher:
         parent: ProvisionerParent,
     ) -> IRunningKernel:
         info, state = launched
-        running = ProvisionedKernel(
-            kernel_id,
-            provisioner,
-            parent,
-            info,
-            clock=self._reactor,
-            run=self._run,
-            poll_interval=self._poll_interval,
-            state=state,
-        )
+        running = self._watched(kernel_id, provisioner, parent, info, state)
         if running.pid is not None:
             where = f"as pid {running.pid}"
         else:
@@ -389,18 +380,22 @@ class ProvisionedLauncher:
         def adopted(code: int | None) -> IRunningKernel:
             if code is not None:
                 raise CannotAdopt(f"provisioner {name} reports it ended")
-            return ProvisionedKernel(
-                record.kernel_id,
-                provisioner,
-                parent,
-                connection_info,
-                clock=self._reactor,
-                run=self._run,
-                poll_interval=self._poll_interval,
-                state=state,
-            )
+            return self._watched(record.kernel_id, provisioner, parent, connection_info, state)
 
         return reloaded.addCallback(adopted)
+
+    def _watched(
+        self,
+        kernel_id: str,
+        provisioner: Any,
+        parent: ProvisionerParent,
+        info: dict[str, Any],
+        state: ProvisionerState | None,
+    ) -> ProvisionedKernel:
+        """A launched or reloaded kernel, polled through its provisioner on this launcher's clock."""
+        return ProvisionedKernel(
+            kernel_id, provisioner, parent, info, clock=self._reactor, run=self._run, poll_interval=self._poll_interval, state=state
+        )
 
     async def _reload(self, provisioner: Any, state: ProvisionerState, connection_info: dict[str, Any]) -> int | None:
         await provisioner.load_provisioner_info({**state.info, "connection_info": connection_info})

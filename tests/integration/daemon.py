@@ -228,3 +228,15 @@ class Client:
         except ValueError:
             parsed = content
         return response.code, response.headers, parsed
+
+
+@defer.inlineCallbacks
+def daemon_with_kernel(test: Any, args: list[str], **daemon_kwargs: Any) -> Any:
+    """A started daemon (stopped at the test's end), a client of it, and the id of a new kernel."""
+    daemon = Daemon(args, **daemon_kwargs)
+    yield daemon.start()
+    test.addCleanup(daemon.stop)
+    client = Client(daemon)
+    status, _, body = yield client.request("POST", "/api/kernels", {})
+    test.assertEqual(status, 201, body)
+    return daemon, client, body["id"]

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from tests.integration.daemon import Client, Daemon, poll_until
+from tests.integration.daemon import Client, Daemon, daemon_with_kernel, poll_until
 from tests.integration import ws
 from tests.integration.ws import connect
 
@@ -24,15 +24,8 @@ UPGRADE = {
 class ConnectionLimitTests(unittest.TestCase):
     timeout = 120
 
-    @defer.inlineCallbacks
     def started(self, *args: str, wrapper: tuple[str, ...] = ()) -> Any:
-        daemon = Daemon(list(args), wrapper=wrapper)
-        yield daemon.start()
-        self.addCleanup(daemon.stop)
-        client = Client(daemon)
-        status, _, body = yield client.request("POST", "/api/kernels", {})
-        self.assertEqual(status, 201, body)
-        return daemon, client, body["id"]
+        return daemon_with_kernel(self, list(args), wrapper=wrapper)
 
     @defer.inlineCallbacks
     def fill_then_refuse(self, daemon: Daemon, client: Client, kernel_id: str, limit: int) -> Any:
@@ -54,8 +47,8 @@ class ConnectionLimitTests(unittest.TestCase):
         open_ones.append(admitted)
         _, _, metrics = yield client.request("GET", "/metrics")
         self.assertIn(b'kgd_connections_refused_total{reason="max_connections"} 1.0', metrics)
-        for ws in open_ones:
-            yield ws.close()
+        for connection in open_ones:
+            yield connection.close()
 
     @defer.inlineCallbacks
     def test_max_connections(self) -> None:
@@ -89,13 +82,7 @@ class SharedSocketsTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_many_connections_share_the_kernels_sockets_and_keep_their_replies(self) -> None:
         """60 WebSockets on one real kernel: each gets its own execute_reply and input_request only; each costs one socket."""
-        daemon = Daemon([])
-        yield daemon.start()
-        self.addCleanup(daemon.stop)
-        client = Client(daemon)
-        status, _, body = yield client.request("POST", "/api/kernels", {})
-        self.assertEqual(status, 201, body)
-        kernel_id = body["id"]
+        daemon, _, kernel_id = yield daemon_with_kernel(self, [])
         first = yield connect(daemon.ws_url, kernel_id)
         yield first.execute("pass")
         before = open_sockets(daemon.transport.pid)

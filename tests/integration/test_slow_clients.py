@@ -16,7 +16,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, task
 from twisted.trial import unittest
 
 from tests.integration import ws
-from tests.integration.daemon import Client, Daemon, poll_until
+from tests.integration.daemon import Client, Daemon, daemon_with_kernel, poll_until
 
 TOKEN = "pipe-s3cret"
 REQUESTS = 200_000
@@ -112,13 +112,9 @@ class SlowReaderMemoryTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_a_slow_reader_costs_at_most_its_bounds(self) -> None:
         """256 MB of output to a client that reads far slower: it is closed (1008), and the daemon's RSS peak stays within backlog + session buffer + slack."""
-        daemon = Daemon(["--max-client-backlog", str(BOUND), "--session-buffer-bytes", str(BOUND)])
-        yield daemon.start()
-        self.addCleanup(daemon.stop)
-        client = Client(daemon)
-        status, _, body = yield client.request("POST", "/api/kernels", {})
-        self.assertEqual(status, 201, body)
-        kernel_id = body["id"]
+        daemon, _, kernel_id = yield daemon_with_kernel(
+            self, ["--max-client-backlog", str(BOUND), "--session-buffer-bytes", str(BOUND)]
+        )
         path = f"/api/kernels/{kernel_id}/channels?session_id=stalled"
         request = (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\nUpgrade: websocket\r\n"

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from typing import Any
 
-from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 
 from tests.integration.daemon import Client, Daemon, poll_until
