@@ -66,7 +66,7 @@ class GatewayClientFramesTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_hello_interrupt_restart(self) -> None:
-        """{"name": "python"} starts python3; hello world prints, an interrupt ends a sleep with
+        """{"name": "python"} starts python3; hello world prints, an interrupt ends a waiting cell with
         KeyboardInterrupt, and after a restart the same socket executes again; no kernel is left."""
         status, _, model = yield self.client.request("POST", "/api/kernels", {"name": "python"})
         self.assertEqual((status, model["name"]), (201, "python3"))
@@ -78,10 +78,10 @@ class GatewayClientFramesTests(unittest.TestCase):
         self.assertEqual(streams, ["hello world\n"])
 
         # The interrupt goes out once the cell is running: its output says so.
-        frame = gateway_client_execute("import time; print('sleeping', flush=True); time.sleep(120)")
+        frame = gateway_client_execute("import threading; print('waiting', flush=True); threading.Event().wait()")
         start = len(connection.messages)
         connection.send_raw(json.dumps(frame).encode(), binary=False)
-        yield connection.wait_for(lambda m: m["content"].get("text") == "sleeping\n", 60, since=start)
+        yield connection.wait_for(lambda m: m["content"].get("text") == "waiting\n", 60, since=start)
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
         messages = yield connection.wait_for(ws.finished(frame), 60, since=start)

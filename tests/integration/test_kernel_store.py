@@ -111,7 +111,7 @@ class RestartTests(StoreTestCase):
         # An adopted kernel behaves like any other: interrupt, restart, delete.
         (a, _), (b, _), (c, _) = kernels
         ws = yield connect(second.ws_url, a, session_id="session-10")
-        running = ws.execute("import time; print('sleeping', flush=True); time.sleep(120)", timeout=90)
+        running = ws.execute("import threading; print('waiting', flush=True); threading.Event().wait()", timeout=90)
         yield ws.wait_for(lambda m: m["header"]["msg_type"] == "stream")  # the cell runs: SIGINT reaches it
         status, _, _ = yield client.request("POST", f"/api/kernels/{a}/interrupt")
         self.assertEqual(status, 204)

@@ -146,13 +146,13 @@ class DistributedProvisionerTests(SshTestCase):
         self.assertEqual(answer, "42")
         self.assertIn(int(pid), remote)
 
-        sleeping = ws.execute_request("import time; print('sleeping', flush=True); time.sleep(120)")
-        channels.send(sleeping)
+        waiting = ws.execute_request("import threading; print('waiting', flush=True); threading.Event().wait()")
+        channels.send(waiting)
         # Interrupt once the cell runs: a SIGINT before that can land where ipykernel ignores it.
         yield channels.wait_for(ws.of_type("stream", "iopub"))
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
-        messages = yield channels.wait_for(ws.finished(sleeping))
+        messages = yield channels.wait_for(ws.finished(waiting))
         reply = reply_of(messages)
         self.assertEqual((reply["status"], reply.get("ename")), ("error", "KeyboardInterrupt"))
 
@@ -231,12 +231,12 @@ class RemoteKernelStoreTests(SshTestCase):
         self.addCleanup(channels.close)
         self.assertEqual(stdout((yield channels.execute("print(x, os.getpid())"))).split(), ["42", str(pid)])
 
-        sleeping = ws.execute_request("import time; print('sleeping', flush=True); time.sleep(120)")
-        channels.send(sleeping)
+        waiting = ws.execute_request("import threading; print('waiting', flush=True); threading.Event().wait()")
+        channels.send(waiting)
         yield channels.wait_for(ws.of_type("stream", "iopub"))
         status, _, _ = yield self.client.request("POST", f"/api/kernels/{kernel_id}/interrupt")
         self.assertEqual(status, 204)
-        reply = reply_of((yield channels.wait_for(ws.finished(sleeping))))
+        reply = reply_of((yield channels.wait_for(ws.finished(waiting))))
         self.assertEqual(reply.get("ename"), "KeyboardInterrupt")
 
         status, _, _ = yield self.client.request("DELETE", f"/api/kernels/{kernel_id}")

@@ -63,8 +63,10 @@ class PidfdWatchTests(TestCase):
     @defer.inlineCallbacks
     def test_real_process_end_is_seen(self) -> None:
         """A real process watched through a pidfd in the reactor: the watch fires once it is killed."""
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        # It waits on its stdin, which only the test could close: it ends when it is killed.
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
         self.addCleanup(child.wait)
+        self.addCleanup(child.stdin.close)
         start_time = process_start_time(child.pid)
         assert start_time is not None
         ended = watch_exit(reactor, child.pid, start_time)

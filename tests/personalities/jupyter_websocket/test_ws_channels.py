@@ -293,16 +293,15 @@ class ConnectionsTests(ChannelsTestCase):
     def gated_cell_while_away(self, kernel_id: str, ws: ChannelsConnection) -> Any:
         """Run a cell that prints only after the client left; fires with its request once the kernel is idle."""
         gate = os.path.join(tempfile.mkdtemp(), "gate")
-        self.addCleanup(lambda: os.path.exists(gate) and os.unlink(gate))
-        cell = execute_request(
-            f"import os, time\nwhile not os.path.exists({gate!r}):\n    time.sleep(0.01)\n"
-            "for i in range(4):\n    print('tick', i, flush=True)\n"
-        )
+        os.mkfifo(gate)
+        self.addCleanup(os.unlink, gate)
+        # The cell blocks reading the FIFO until the test opens and closes its other end.
+        cell = execute_request(f"open({gate!r}).read()\nfor i in range(4):\n    print('tick', i, flush=True)\n")
         ws.send(cell)
         yield ws.wait_for(of_type("execute_input", "iopub"))
         yield ws.close()
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["connections"] == 0))
-        open(gate, "w").close()
+        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO, not a hang, if the cell is not reading
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["execution_state"] == "idle"))
         return cell
 

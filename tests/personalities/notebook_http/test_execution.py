@@ -243,7 +243,7 @@ class SeedTests(SynchronousTestCase):
     def test_timeout(self) -> None:
         """A cell running past the timeout fails seeding instead of waiting forever."""
         executor, kernel, clock, _ = make()
-        seeded = executor.seed(("import time; time.sleep(600)",), timeout=5)
+        seeded = executor.seed(("import threading; threading.Event().wait()",), timeout=5)
         clock.advance(5)
         self.assertIn("ran longer than 5 seconds", str(self.failureResultOf(seeded, SeedFailed).value))
         kernel.run(kernel.request(0)[0])  # the cell ending late is harmless

@@ -336,7 +336,7 @@ class NotebookVariantsTests(TestCase):
         path = os.path.join(hanging, "hanging_seed.ipynb")
         with open(notebook("failing_seed_api.ipynb")) as f:
             content = json.load(f)
-        content["cells"][1]["source"] = ["import time\n", "time.sleep(600)"]
+        content["cells"][1]["source"] = ["import threading\n", "threading.Event().wait()"]
         with open(path, "w") as f:
             json.dump(content, f)
         failing, stuck = yield defer.gatherResults(
