@@ -130,7 +130,7 @@ class Metrics:
         )
         self.connections_refused = Counter(
             "kgd_connections_refused",
-            "Channels WebSocket upgrades refused with 503 (reason: max_connections, open_files)",
+            "Channels WebSocket upgrades refused with 503 (reason: max_connections)",
             ["reason"],
             registry=r,
         )

@@ -326,12 +326,12 @@ class KernelConnection:
         if message.msg_type == "kernel_info_reply" and self._ready is not None:
             self._info_seen = True
             self._check_ready()
-        waiter = self._own_requests.pop(parent_id, None) if isinstance(parent_id, str) else None
+        waiter = self._own_requests.pop(parent_id, None)
         if waiter is not None:
             if not waiter.called:
                 waiter.callback(message)
             return
-        client = self._routes.get(parent_id) if isinstance(parent_id, str) else None
+        client = self._routes.get(parent_id)
         if client is None:
             return  # its client left, or it answers nobody's request
         if channel != "stdin" and message.msg_type.endswith("_reply"):

@@ -35,7 +35,6 @@
 #          (pongs to its pings included) waits
 #     1009 a message over --max-message-size
 #     1011 the kernel died and could not be restarted
-#     1013 the gateway is out of file descriptors: try again later
 #     1012 the gateway is restarting and its kernels live on (--on-stop
 #          detach): reconnect with the same session_id
 """The channels WebSocket: Jupyter messages between clients and a kernel.
@@ -69,7 +68,6 @@ from twisted.web.resource import IResource
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
 from kgd.kernels.messages import RawMessage
-from kgd.limits import out_of_descriptors
 from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
@@ -85,7 +83,6 @@ from kgd.personalities.jupyter_websocket.channel_sessions import (
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -241,12 +238,6 @@ class ChannelsProtocol(WebSocketServerProtocol):
             self._session = self._sessions.connect(self, self._session_id)
         except KernelGone:
             self.end(CLOSE_NORMAL, "kernel shut down")
-            return
-        except Exception as error:
-            if not out_of_descriptors(error):
-                raise
-            self._channels.refused("open_files")
-            self.end(CLOSE_TRY_AGAIN_LATER, "the gateway is out of file descriptors; try again later")
             return
         self._log.info(
             "channels opened: kernel {kernel_id} session {session} ({protocol}) from {peer}",
@@ -445,12 +436,8 @@ class Channels:
         """Refuse one more WebSocket past ``max_connections``: a 503 before the upgrade, never a 101 that goes nowhere."""
         limit = self.settings.max_connections
         if limit and self.connections >= limit:
-            self.refused("max_connections")
+            self.metrics.connections_refused.labels("max_connections").inc()
             raise HTTPError(503, f"The gateway serves at most {limit} WebSocket connections; try again later")
-
-    def refused(self, reason: str) -> None:
-        """Count a refused connection (``max_connections`` or ``open_files``)."""
-        self.metrics.connections_refused.labels(reason).inc()
 
     def connection_ended(self) -> None:
         """A channels WebSocket's TCP connection is gone: its place is free."""
