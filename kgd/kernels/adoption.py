@@ -35,14 +35,12 @@ AdoptProvisioned = Callable[[KernelRecord, KernelSpec], "defer.Deferred[IRunning
 def record_of(kernel: Kernel, role: str) -> KernelRecord | None:
     """The record of ``kernel`` as it runs now; None for a kernel kgd cannot adopt later."""
     running = kernel.running
-    process = getattr(running, "process", None)
-    state = getattr(running, "provisioner_state", None)
     if running is None:
         return None
-    if not isinstance(process, LocalProcess):
-        process = None
-    if not isinstance(state, ProvisionerState):
-        state = None
+    process = getattr(running, "process", None)
+    process = process if isinstance(process, LocalProcess) else None
+    state = getattr(running, "provisioner_state", None)
+    state = state if isinstance(state, ProvisionerState) else None
     if process is None and state is None:
         return None
     return KernelRecord(
