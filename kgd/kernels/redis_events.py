@@ -18,7 +18,8 @@ import txredisapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from kgd.kernels.redis_store import ReconnectingRedisFactory, RedisAddress, start_connecting
+from kgd.kernels.redis_store import ReconnectingRedisFactory, start_connecting
+from kgd.kernels.redis_url import RedisAddress
 from kgd.kernels.replica_events import BadEvent, ReplicaEvent, decode_event
 
 log = Logger()

@@ -24,9 +24,7 @@ txredisapi uses the global reactor, so it is confined to this module and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import txredisapi
 from twisted.internet import defer, error
@@ -39,59 +37,9 @@ from zope.interface import implementer
 
 from kgd.interfaces import IKernelStore, ILeaseTable
 from kgd.kernels.records import BadRecord, KernelRecord, StoreUnavailable, decode_record, encode_record
+from kgd.kernels.redis_url import RedisAddress
 
 log = Logger()
-
-DEFAULT_PORT = 6379
-
-
-class BadStoreUrl(ValueError):
-    """A ``--kernel-store`` URL kgd cannot use; the message never contains the password."""
-
-
-@dataclass(frozen=True)
-class RedisAddress:
-    """Where the Redis store is; ``str()`` and ``repr()`` leave the credentials out."""
-
-    host: str
-    port: int
-    db: int
-    tls: bool
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-
-    def __str__(self) -> str:
-        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
-
-    def __repr__(self) -> str:
-        return f"RedisAddress({self})"
-
-
-def parse_redis_url(url: str, password: str | None = None) -> RedisAddress:
-    """``redis://[[user]:password@]host[:port][/db]`` or ``rediss://``; ``password`` is used when the URL has none."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise BadStoreUrl("the Redis URL is malformed (expected redis://[:password@]host:port/db)") from None
-    if parts.scheme not in ("redis", "rediss"):
-        raise BadStoreUrl(f"a Redis store URL starts with redis:// or rediss://, not {parts.scheme!r}")
-    if not parts.hostname:
-        raise BadStoreUrl("the Redis URL names no host")
-    db_text = parts.path.lstrip("/") or "0"
-    if not db_text.isdigit():
-        raise BadStoreUrl(f"the Redis database must be a number, not {db_text!r}")
-    if parts.query or parts.fragment:
-        raise BadStoreUrl("the Redis URL takes no query or fragment")
-    return RedisAddress(
-        host=parts.hostname,
-        port=port or DEFAULT_PORT,
-        db=int(db_text),
-        tls=parts.scheme == "rediss",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else password,
-    )
-
 
 def endpoint_for(address: RedisAddress, reactor: Any, timeout: float) -> IStreamClientEndpoint:
     """TCP to the Redis host, with TLS verified against the host name for ``rediss://``."""
@@ -259,6 +207,12 @@ class RedisKernelStore:
 
     def owner(self, kernel_id: str) -> defer.Deferred[str | None]:
         return self._call("get", self._key("lease", kernel_id))
+
+    def owners(self, kernel_ids: list[str]) -> defer.Deferred[list[str | None]]:
+        """The holder of each kernel's lease (None where it is free), in one round trip."""
+        if not kernel_ids:
+            return defer.succeed([])
+        return self._call("mget", [self._key("lease", kernel_id) for kernel_id in kernel_ids])
 
     # --max-kernels across replicas
 

@@ -16,7 +16,8 @@ from kgd.kernels import replica_events
 from kgd.kernels.leases import LeaseKeeper
 from kgd.kernels.records import KernelRecord, StoreUnavailable, encode_record
 from kgd.kernels.redis_events import EventSubscription
-from kgd.kernels.redis_store import RedisKernelStore, connect, parse_redis_url
+from kgd.kernels.redis_store import RedisKernelStore, connect
+from kgd.kernels.redis_url import parse_redis_url
 from tests.integration import redis_server
 from tests.integration.daemon import poll_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from kgd.kernels.redis_store import BadStoreUrl, parse_redis_url
+from kgd.kernels.redis_url import BadStoreUrl, parse_redis_url
 
 
 class ParseRedisUrlTests(unittest.SynchronousTestCase):
