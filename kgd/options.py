@@ -24,6 +24,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from kgd.kernels.file_store import BadStoreDirectory, store_directory
+from kgd.kernels.redis_url import BadStoreUrl, parse_redis_url
 
 DEFAULT_LISTEN = "tcp:8888:interface=127.0.0.1"
 
@@ -146,12 +147,16 @@ def parse_listen(text: str) -> str:
 
 
 def parse_kernel_store(text: str) -> str:
-    """Check a ``--kernel-store`` URL: a ``file:`` URL or absolute path of a directory, or empty for none."""
+    """Check a ``--kernel-store`` URL: a ``file:`` URL or absolute path of a directory, ``redis://`` or ``rediss://``, or empty for none."""
     text = text.strip()
     if not text:
         return ""
     if text.startswith(("redis://", "rediss://")):
-        raise ValueError("a Redis store is not supported yet; use a file:///directory on this host")
+        try:
+            parse_redis_url(text)
+        except BadStoreUrl as error:
+            raise ValueError(str(error)) from None
+        return text
     try:
         store_directory(text)
     except BadStoreDirectory as error:
@@ -363,7 +368,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "kernel-store",
-        "where kernels are recorded so they outlive the daemon: a file:///directory (default: nowhere)",
+        "where kernels are recorded so they outlive the daemon: a file:///directory, or redis://[:password@]host:port/db "
+        "shared by replicas (default: nowhere)",
         "",
         parse_kernel_store,
         env="KGD_KERNEL_STORE",
@@ -376,6 +382,32 @@ SETTINGS: tuple[Setting, ...] = (
         choice("detach", "shutdown"),
         env="KGD_ON_STOP",
         metavar="WHAT",
+    ),
+    Setting(
+        "redis-prefix", "with a Redis store: the prefix of every key kgd uses", "kgd:", env="KGD_REDIS_PREFIX", metavar="PREFIX"
+    ),
+    Setting(
+        "replica-id",
+        "with a Redis store: this replica's name among the others (default: host name and process id)",
+        "",
+        env="KGD_REPLICA_ID",
+        metavar="NAME",
+    ),
+    Setting(
+        "lease-ttl",
+        "with a Redis store: seconds a replica's hold on the kernels it supervises lasts unless renewed "
+        "(renewed every third of it; a dead replica's kernels are taken over after it)",
+        10.0,
+        parse_seconds,
+        env="KGD_LEASE_TTL",
+        metavar="SECONDS",
+    ),
+    Setting(
+        "kernel-ip",
+        "address local kernels bind (other replicas connect to it: with a Redis store, an address they reach)",
+        "127.0.0.1",
+        env="KGD_KERNEL_IP",
+        metavar="IP",
     ),
     Setting(
         "runtime-dir",
@@ -448,6 +480,10 @@ class GatewaySettings:
     max_connections: int
     kernel_store: str
     on_stop: str
+    redis_prefix: str
+    replica_id: str
+    lease_ttl: float
+    kernel_ip: str
     runtime_dir: str
 
     def replace(self, **changes: Any) -> "GatewaySettings":
@@ -560,6 +596,8 @@ def resolve(
         values["on_stop"] = "detach"
     elif values["on_stop"] == "detach" and not values["kernel_store"]:
         raise usage.UsageError("--on-stop detach needs --kernel-store: without a record the next daemon cannot find the kernels")
+    if values["lease_ttl"] < 1:
+        raise usage.UsageError(f"--lease-ttl: at least 1 second (renewals go out every third of it), not {values['lease_ttl']:g}")
     return GatewaySettings(**values)
 
 

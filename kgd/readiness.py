@@ -37,6 +37,11 @@ class Readiness:
             for waiter in waiters:
                 waiter.callback(None)
 
+    def lost(self, name: str) -> None:
+        """Condition ``name`` no longer holds (the kernel store went away): pending again until ``done(name)``."""
+        self._met.discard(name)
+        self._pending.add(name)
+
     def track(self, name: str, condition: defer.Deferred[Any]) -> defer.Deferred[Any]:
         """Expect ``name`` until ``condition`` succeeds; a failure leaves it pending."""
         self.expect(name)

@@ -26,6 +26,8 @@ import shutil
 import tempfile
 from typing import Any, Mapping
 
+from jupyter_core.paths import jupyter_runtime_dir
+
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger, globalLogPublisher
@@ -137,13 +139,47 @@ def personality_settings(personality: IPersonality, settings: GatewaySettings) -
 
 
 def kernel_store(url: str) -> FileKernelStore | None:
-    """The ``--kernel-store``, or None; a directory kgd cannot use stops the daemon with the reason."""
-    if not url:
+    """The ``--kernel-store`` directory, or None (no store, or Redis); a directory kgd cannot use stops the daemon with the reason."""
+    if not url or is_redis_url(url):
         return None
     try:
         return FileKernelStore(store_directory(url))
     except BadStoreDirectory as error:
         raise UsageError(f"--kernel-store: {error}") from None
+
+
+def is_redis_url(url: str) -> bool:
+    """True for a ``--kernel-store`` that replicas share (Redis)."""
+    return url.startswith(("redis://", "rediss://"))
+
+
+def detached_log_directory(runtime_dir: str) -> str:
+    """Where replicas' detached kernels write their output: beside their connection files."""
+    path = os.path.join(runtime_dir, "logs")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def replicate(
+    kernels: Kernels, store: Any, address: Any, settings: GatewaySettings, reactor: Any, readiness: Readiness
+) -> tuple[Service, Service]:
+    """This replica among the others sharing the Redis store: its ``Replication`` (mirrors and takeover) and
+    the connections (leases, events) that must outlive the kernels' stop."""
+    from kgd.kernels.leases import LeaseKeeper
+    from kgd.kernels.replica_services import ReplicaConnections, replica_name
+    from kgd.kernels.replication import Replication
+
+    replica_id = replica_name(settings.replica_id, this_host(), os.getpid())
+    keeper = LeaseKeeper(store, replica_id, settings.lease_ttl, reactor, on_lost=kernels.let_go)
+    replication = Replication(
+        kernels, store, keeper, replica_id, reactor, readiness, lease_ttl=settings.lease_ttl, max_kernels=settings.max_kernels
+    )
+    connections = ReplicaConnections(store, address, settings.redis_prefix, keeper, replication.received, reactor)
+    log.info(
+        "replica {replica_id} sharing kernels through {store!r} (lease TTL {ttl:g} s)",
+        replica_id=replica_id, store=store, ttl=settings.lease_ttl, event="replica_started",
+    )
+    return replication, connections
 
 
 def build_site(
@@ -192,9 +228,15 @@ def makeService(
         reactor = global_reactor
     top = SequentialStop()
     CleanExit(reactor).setServiceParent(top)
-    store = kernel_store(settings.kernel_store)
-    # With a store, connection files live beside the records: kernels outlive the daemon, so do their files.
-    runtime = RuntimeDirectory(settings.runtime_dir or (store.runtime_directory() if store is not None else ""))
+    replicated = is_redis_url(settings.kernel_store)
+    file_store = kernel_store(settings.kernel_store)
+    # With a store, connection files live beside the records (for replicas: in one directory per host):
+    # kernels outlive the daemon, so do their files.
+    runtime = RuntimeDirectory(
+        settings.runtime_dir
+        or (file_store.runtime_directory() if file_store is not None else "")
+        or (os.path.join(jupyter_runtime_dir(), "kgd-replicas") if replicated else "")
+    )
     runtime.setServiceParent(top)
     open_files = open_files or raise_open_files_limit()
     settings = settings.replace(max_connections=max_connections(settings.max_connections, open_files))
@@ -216,11 +258,20 @@ def makeService(
     notifier = Notifier.from_environment(os.environ)
     specs = specs or KernelSpecs(settings.default_kernel_name)
     warn_about_provisioners(specs, reactor)
-    detached_logs = store.log_directory() if store is not None else None
+    detached_logs = (
+        file_store.log_directory() if file_store is not None else detached_log_directory(runtime.path) if replicated else None
+    )
     launcher = launcher or make_launcher(
-        reactor, runtime.path, LocalLauncher(reactor, runtime.path, detached_log_dir=detached_logs)
+        reactor,
+        runtime.path,
+        LocalLauncher(reactor, runtime.path, ip=settings.kernel_ip, detached_log_dir=detached_logs),
     )
     LauncherService(launcher).setServiceParent(top)  # stops after Kernels: waits for remote launches under way
+    store: Any = file_store
+    if replicated:
+        from kgd.kernels.replica_services import redis_store
+
+        store, redis_address = redis_store(settings.kernel_store, settings.redis_prefix, reactor)
     kernels = Kernels(
         specs,
         launcher,
@@ -242,7 +293,12 @@ def makeService(
         ),
         detach_on_stop=settings.on_stop == "detach",
     )
+    if replicated:
+        replication, connections = replicate(kernels, store, redis_address, settings, reactor, readiness)
+        connections.setServiceParent(top)  # stops after Kernels: leases renewed while kernels stop
     kernels.setServiceParent(top)
+    if replicated:
+        replication.setServiceParent(top)
     metrics.watch_kernels(kernels.list)
     gateway = Gateway(kernels, specs, reactor, base_url=settings.base_url, metrics=metrics, readiness=readiness)
     personalities = available_personalities()
@@ -258,7 +314,7 @@ def makeService(
     for service in gateway.services:
         service.setServiceParent(top)
     readiness.expect("listening")
-    if store is not None:
+    if settings.kernel_store:
         readiness.track("adoption", kernels.adopted())
     listeners = listening_services(
         settings.listen, site, reactor, certfile=settings.certfile, keyfile=settings.keyfile, client_ca=settings.client_ca

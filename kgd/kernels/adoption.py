@@ -26,7 +26,7 @@ from kgd.kernels.adopted import AdoptedProcess, Killpg, remove_connection_file
 from kgd.kernels.kernel import Kernel
 from kgd.kernels.launcher import connection_file_path
 from kgd.kernels.process_identity import process_start_time
-from kgd.kernels.records import CannotAdopt, KernelRecord, LocalProcess, ProvisionerState
+from kgd.kernels.records import CannotAdopt, KernelRecord, LocalProcess, OnAnotherHost, ProvisionerState
 
 WatchExit = Callable[[int, int], "defer.Deferred[None]"]
 AdoptProvisioned = Callable[[KernelRecord, KernelSpec], "defer.Deferred[IRunningKernel]"]
@@ -122,7 +122,7 @@ class ProcessAdopter:
 
     def _check(self, process: LocalProcess) -> None:
         if process.host != self._host:
-            raise CannotAdopt(f"its process runs on host {process.host!r}, not on {self._host!r}")
+            raise OnAnotherHost(f"its process runs on host {process.host!r}, not on {self._host!r}")
         start_time = self._start_time_of(process.pid)
         if start_time is None:
             raise CannotAdopt(f"its process {process.pid} is gone")

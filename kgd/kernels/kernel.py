@@ -21,8 +21,17 @@ from kgd.interfaces import IKernelLauncher, IRunningKernel, IZmqSockets
 from kgd.kernels.activity import UNTRACKED_MESSAGE_TYPES, KernelActivity
 from kgd.kernels.shielded import shielded
 from kgd.kernels.connection import ClientReceiver, IopubListener, KernelClient, KernelConnection, KernelGone
-from kgd.kernels.supervisor import KernelDiedStarting, KernelStartError, KernelSupervisor, RestartPolicy
+from kgd.kernels.supervisor import (
+    KernelDiedStarting,
+    KernelStartError,
+    KernelSupervisor,
+    RestartPolicy,
+    interrupts_by_message,
+)
 from kgd.timestamps import isoformat
+
+#: Asks the replica that supervises a kernel to do what needs its process: "interrupt", "restart" or "shutdown".
+AskOwner = Callable[[str], "defer.Deferred[None]"]
 
 __all__ = [
     "UNTRACKED_MESSAGE_TYPES",
@@ -89,6 +98,7 @@ class Kernel:
         self.started = clock.seconds() if started is None else started
         self._on_dead = on_dead
         self._gone_listeners: list[Callable[["Kernel"], None]] = []
+        self._ask_owner: AskOwner | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -108,6 +118,11 @@ class Kernel:
     def gone(self) -> bool:
         """True once the kernel was shut down or died for good."""
         return self.supervisor.gone
+
+    @property
+    def mirrored(self) -> bool:
+        """True while another replica supervises this kernel: this one relays its sockets and asks the owner for the rest."""
+        return self._ask_owner is not None
 
     @property
     def running(self) -> IRunningKernel | None:
@@ -166,15 +181,24 @@ class Kernel:
         """Launch the kernel and wait until it answers kernel_info."""
         return self.supervisor.start()
 
-    def interrupt(self) -> None:
-        """Interrupt what the kernel runs, by signal or message as its spec says."""
+    def interrupt(self) -> defer.Deferred[None]:
+        """Interrupt what the kernel runs, by signal or message as its spec says.
+
+        A mirrored kernel sends an ``interrupt_request`` itself, or asks its
+        owner for the signal.  ``KernelGone`` is raised at once if the kernel is gone.
+        """
+        if self._ask_owner is not None and not interrupts_by_message(self.spec):
+            return self._ask_owner("interrupt")
         self.supervisor.interrupt()
+        return defer.succeed(None)
 
     def restart(self) -> defer.Deferred[None]:
         """Restart under the same id and ports; connected clients stay attached.
 
         Cancelling the returned Deferred does not stop the restart (``shielded``).
         """
+        if self._ask_owner is not None:
+            return shielded(self._ask_owner("restart"))
         return shielded(self.supervisor.restart())
 
     def shutdown(self) -> defer.Deferred[None]:
@@ -185,8 +209,24 @@ class Kernel:
         """Take over ``running``, a process an earlier daemon left; fires once it answers kernel_info."""
         return self.supervisor.adopt(running, timeout)
 
-    def detach(self) -> None:
-        """Let go of the kernel, leaving its process running, and release the sockets."""
+    def follow(self, connection_info: Mapping[str, Any], ask_owner: AskOwner, timeout: float) -> defer.Deferred[None]:
+        """Mirror a kernel another replica supervises: connect and handshake; fires once it answers kernel_info."""
+        self._ask_owner = ask_owner
+        return self.supervisor.follow(connection_info, timeout)
+
+    def take_over(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:
+        """Supervise a mirrored kernel from now on (its owner is gone); its clients stay attached."""
+        self._ask_owner = None
+        return self.supervisor.adopt(running, timeout)
+
+    def detach(self, dead: bool = False) -> None:
+        """Let go of the kernel, leaving its process (if any) running, and release the sockets.
+
+        ``dead`` says the kernel ended elsewhere for good: clients see it die.
+        """
+        if dead and not self.gone:
+            self.activity.execution_state = "dead"
+            self.connection.broadcast_status("dead")
         self.supervisor.detach()
         self._gone(dead=False)
 

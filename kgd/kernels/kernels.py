@@ -15,13 +15,19 @@ adopted is ``kernel_lost``.  With ``detach_on_stop``, stopping leaves the
 users' kernels running for the next daemon, their records current; kernels
 of the pools (prespawned, notebook-http) are shut down, and the pools refill
 on the next start.
+
+Among replicas sharing a store (``replicate_with``), the set holds two kinds
+of kernel: the ones this replica supervises (started here or taken over) and
+mirrors of the ones another replica supervises (``Kernel.follow``), made on
+demand by the ``Peers``.  A mirror is never recorded, culled or shut down
+here: its owner is asked, and its owner's end of it is followed.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from jupyter_client.kernelspec import KernelSpec
 from twisted.application.service import Service
@@ -30,8 +36,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from kgd.interfaces import IKernelLauncher, IKernelStore, IRunningKernel, IZmqSockets
-from kgd.kernels.kernel import Kernel, KernelStartError
-from kgd.kernels.records import KernelRecord
+from kgd.kernels.kernel import AskOwner, Kernel, KernelStartError
+from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
 from kgd.kernels.shielded import shielded
 from kgd.kernels.kernel_request import InvalidKernelRequest, choose_kernel_name, kernel_cwd, kernel_env
 from kgd.kernels.specs import KernelSpecs, UnknownKernelSpec
@@ -56,6 +62,28 @@ KernelHook = Callable[[Kernel], Any]
 AdoptProcess = Callable[[KernelRecord, KernelSpec], "defer.Deferred[IRunningKernel]"]
 #: Turns a kernel into its record, or None if it cannot be adopted later (``adoption.record_of``).
 RecordOf = Callable[[Kernel, str], "KernelRecord | None"]
+
+class Peers(Protocol):
+    """The other replicas, as ``Kernels`` needs them (``kgd.kernels.replication.Replication``)."""
+
+    def claim(self, kernel_id: str) -> "defer.Deferred[None]":
+        """Hold a kernel slot and the lease of a kernel about to start here; ``KernelLimitReached`` if all slots are taken."""
+
+    def ended(self, kernel_id: str, dead: bool) -> "defer.Deferred[None]":
+        """A kernel supervised here ended (or never started): tell the others, free its lease and slot."""
+
+    def handed_off(self, kernel_id: str) -> "defer.Deferred[None]":
+        """A kernel supervised here was left running (the daemon stops): free its lease for another replica."""
+
+    def ask(self, kernel_id: str, action: str) -> "defer.Deferred[None]":
+        """Have the owner of a mirrored kernel interrupt, restart or shut it down."""
+
+    def find(self, kernel_id: str) -> "defer.Deferred[Kernel]":
+        """A mirror of a kernel another replica supervises, from its record; ``UnknownKernel`` if none."""
+
+    def refresh(self) -> "defer.Deferred[None]":
+        """Bring this replica's set in step with the store: mirror, forget and take over."""
+
 
 #: The role of a kernel someone asked for.  Pools that own kernels start them
 #: under a role of their own ("prespawn", "notebook-http"), and the culler
@@ -120,6 +148,12 @@ class Kernels(Service):
         self._recorded_activity: dict[str, float] = {}
         self._activity_writer = task.LoopingCall(self._record_activity)
         self._activity_writer.clock = clock
+        self._peers: Peers | None = None
+        self._mirroring: dict[str, list[defer.Deferred[Kernel]]] = {}
+
+    def replicate_with(self, peers: Peers) -> None:
+        """Share the store with other replicas: claim kernels before starting them, mirror theirs, take dead owners' over."""
+        self._peers = peers
 
     # -- queries -------------------------------------------------------------
 
@@ -133,6 +167,23 @@ class Kernels(Service):
     def list(self) -> list[Kernel]:
         """Running kernels, oldest first."""
         return [k for k in self._kernels.values() if not k.gone]
+
+    def find(self, kernel_id: str) -> defer.Deferred[Kernel]:
+        """The kernel with this id, here or (mirrored) from another replica; fails with ``UnknownKernel``."""
+        try:
+            return defer.succeed(self.get(kernel_id))
+        except UnknownKernel as error:
+            if self._peers is None or kernel_id in self._stopping:
+                return defer.fail(error)
+            return self._peers.find(kernel_id)
+
+    def refresh(self) -> defer.Deferred[None]:
+        """Fire once ``list()`` shows every kernel of the store (at once without replicas)."""
+        return defer.succeed(None) if self._peers is None else self._peers.refresh()
+
+    def known(self, kernel_id: str) -> bool:
+        """True if this replica runs, mirrors, starts or stops a kernel of this id."""
+        return any(kernel_id in kernels for kernels in (self._kernels, self._starting, self._stopping, self._mirroring))
 
     def role(self, kernel_or_id: Kernel | str) -> str:
         """Who owns the kernel: ``USER`` or the role a pool started it under."""
@@ -165,6 +216,7 @@ class Kernels(Service):
         kernel_id: str | None = None,
         *,
         role: str = USER,
+        _looked_up: bool = False,
     ) -> defer.Deferred[Kernel]:
         """Start a kernel owned by ``role``; fires with it once it answers kernel_info.
 
@@ -175,6 +227,12 @@ class Kernels(Service):
             existing = self._kernels.get(kernel_id)
             if existing is not None and not existing.gone:
                 return defer.succeed(existing)
+            if self._peers is not None and kernel_id not in self._stopping and not _looked_up:
+                # The id may name a kernel another replica runs: that one is the answer, as it would be there.
+                return self._peers.find(kernel_id).addErrback(
+                    lambda failure: failure.trap(UnknownKernel)
+                    and self.start_kernel(name, env, path, kernel_id, role=role, _looked_up=True)
+                )
             if kernel_id in self._stopping:
                 # The old kernel of that id still holds its connection file: start once it is gone.
                 return shielded(self._stopping[kernel_id]).addBoth(
@@ -186,7 +244,7 @@ class Kernels(Service):
                 return defer.fail(InvalidKernelRequest(f"kernel_id {kernel_id!r} is not a UUID"))
             if kernel_id in self._starting:
                 return defer.fail(InvalidKernelRequest(f"kernel {kernel_id} is already starting"))
-        if self.max_kernels is not None and self.alive_count() >= self.max_kernels:
+        if self._peers is None and self.max_kernels is not None and self.alive_count() >= self.max_kernels:
             return defer.fail(KernelLimitReached(f"Resource Limit: at most {self.max_kernels} kernels"))
         spec_name = choose_kernel_name(name, self.specs.default_name, self.force_name)
         try:
@@ -228,6 +286,8 @@ class Kernels(Service):
         self._starting[kernel.kernel_id] = kernel
         began = self._clock.seconds()
         try:
+            if self._peers is not None:
+                yield self._peers.claim(kernel.kernel_id)  # before the record exists: no replica takes it over
             yield kernel.start()
             for hook in self.prepare_hooks:
                 yield hook(kernel)
@@ -242,7 +302,7 @@ class Kernels(Service):
             self._roles.pop(kernel.kernel_id, None)
             yield kernel.shutdown()
             yield self._unrecord(kernel.kernel_id)
-            if isinstance(error, (KernelStartError, InvalidKernelRequest)):
+            if isinstance(error, (KernelStartError, InvalidKernelRequest, KernelLimitReached, StoreUnavailable)):
                 raise
             raise KernelStartError(str(error)) from error
         finally:
@@ -268,11 +328,17 @@ class Kernels(Service):
             kernel = self.get(kernel_id)
         except UnknownKernel as error:
             return defer.fail(error)
+        if kernel.mirrored:
+            assert self._peers is not None
+            return shielded(self._peers.ask(kernel_id, "shutdown").addCallback(lambda _: self.unmirror(kernel_id, dead=False)))
         return shielded(self._shutdown(kernel))
 
-    def _shutdown(self, kernel: Kernel) -> defer.Deferred[None]:
+    def _shutdown(self, kernel: Kernel, dead: bool = False) -> defer.Deferred[None]:
         if kernel.kernel_id in self._stopping:
             return self._stopping[kernel.kernel_id]
+        if kernel.mirrored:
+            self.unmirror(kernel.kernel_id, dead=False)
+            return defer.succeed(None)
         self._kernels.pop(kernel.kernel_id, None)
         done = kernel.shutdown()
 
@@ -280,7 +346,7 @@ class Kernels(Service):
             self._stopping.pop(kernel.kernel_id, None)
             self._roles.pop(kernel.kernel_id, None)
             log.info("kernel {kernel_id} shut down", kernel_id=kernel.kernel_id, event="kernel_shutdown")
-            return self._unrecord(kernel.kernel_id).addCallback(lambda _: result)
+            return self._unrecord(kernel.kernel_id, dead).addCallback(lambda _: result)
 
         done.addBoth(forget)
         self._stopping[kernel.kernel_id] = done
@@ -288,7 +354,105 @@ class Kernels(Service):
 
     def _forget(self, kernel: Kernel) -> None:
         """A kernel died for good: release it and drop it from the set."""
-        self._shutdown(kernel)
+        self._shutdown(kernel, dead=True)
+
+    # -- replicas --------------------------------------------------------------
+
+    def mirrors(self) -> list[Kernel]:
+        """The kernels another replica supervises that this one relays."""
+        return [k for k in self.list() if k.mirrored]
+
+    def mirror(self, record: KernelRecord, ask_owner: AskOwner) -> defer.Deferred[Kernel]:
+        """Relay the kernel another replica supervises (``record``); fires once it answers kernel_info."""
+        kernel_id = record.kernel_id
+        if kernel_id in self._kernels:
+            return defer.succeed(self._kernels[kernel_id])
+        waiter: defer.Deferred[Kernel] = defer.Deferred()
+        if kernel_id in self._mirroring:
+            self._mirroring[kernel_id].append(waiter)
+            return waiter
+        self._mirroring[kernel_id] = [waiter]
+
+        def settle(result: Any) -> None:
+            for each in self._mirroring.pop(kernel_id, []):
+                if not each.called:  # a waiter whose client left was cancelled
+                    each.callback(result)  # a Failure errbacks it
+
+        self._follow(record, ask_owner).addBoth(settle)
+        return waiter
+
+    @defer.inlineCallbacks
+    def _follow(self, record: KernelRecord, ask_owner: AskOwner) -> Any:
+        kernel_id = record.kernel_id
+        try:
+            spec = self.specs.get(record.spec_name)
+        except UnknownKernelSpec:
+            spec = stand_in_spec(record)
+        kernel = self._make_kernel(kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
+        kernel.activity.restore(record.last_activity)
+        kernel.supervisor.restart_count = record.restart_count
+        try:
+            yield kernel.follow(record.connection_info, ask_owner, self._adopt_timeout)
+        except Exception:
+            kernel.detach()
+            raise
+        if kernel_id in self._kernels or not self.running:
+            kernel.detach()  # taken over or started here meanwhile, or the daemon stops
+            return self.get(kernel_id)
+        self._kernels[kernel_id] = kernel
+        self._roles[kernel_id] = record.role
+        log.info("kernel {kernel_id} mirrored", kernel_id=kernel_id, event="kernel_mirrored")
+        return kernel
+
+    def unmirror(self, kernel_id: str, dead: bool) -> None:
+        """Forget a mirror: its owner shut it down (``dead``: it died), or its record is gone."""
+        kernel = self._kernels.get(kernel_id)
+        if kernel is None or not kernel.mirrored:
+            return
+        del self._kernels[kernel_id]
+        self._roles.pop(kernel_id, None)
+        kernel.detach(dead=dead)
+
+    def let_go(self, kernel_id: str) -> None:
+        """Stop supervising a kernel another replica now owns (the lease went to it); its process lives on."""
+        kernel = self._kernels.get(kernel_id)
+        if kernel is not None and not kernel.mirrored:
+            del self._kernels[kernel_id]
+            self._roles.pop(kernel_id, None)
+            self._recorded_activity.pop(kernel_id, None)
+            kernel.detach()
+
+    @defer.inlineCallbacks
+    def take_over(self, record: KernelRecord) -> Any:
+        """Supervise the kernel of ``record`` from now on (this replica holds its lease); fire with it, or None if it was lost.
+
+        A mirror becomes the supervised kernel in place, its clients attached.
+        ``OnAnotherHost`` if only a replica on the kernel's own host can.
+        """
+        kernel = self._kernels.get(record.kernel_id)
+        if kernel is None or not kernel.mirrored:
+            return (yield self._adopt(record, foreign=OnAnotherHost))
+        assert self._adopt_process is not None
+        try:
+            running = yield self._adopt_process(record, kernel.spec)
+        except OnAnotherHost:
+            raise
+        except Exception as error:  # CannotAdopt: it ended with its owner
+            self.unmirror(record.kernel_id, dead=True)
+            yield self._lose(record, str(error))
+            return None
+        kernel.supervisor.restart_count = record.restart_count
+        try:
+            yield kernel.take_over(running, self._adopt_timeout)
+        except Exception as error:
+            self._kernels.pop(record.kernel_id, None)
+            yield kernel.shutdown()
+            yield self._lose(record, str(error))
+            return None
+        log.info(
+            "kernel {kernel_id} taken over, pid {pid}", kernel_id=record.kernel_id, pid=running.pid, event="kernel_adopted"
+        )
+        return kernel
 
     def stopService(self) -> defer.Deferred[Any]:
         """Shut every kernel down (or, detaching, leave the users' running), starting ones included.
@@ -303,6 +467,9 @@ class Kernels(Service):
         stopping = list(self._starting.values())
         detaching = []
         for kernel in list(self._kernels.values()):
+            if kernel.mirrored:
+                self.unmirror(kernel.kernel_id, dead=False)
+                continue
             record = self._record_of(kernel, self._roles.get(kernel.kernel_id, USER)) if self._record_of else None
             if self._detach_on_stop and self._store is not None and record is not None and record.role == USER:
                 detaching.append(self._detach(kernel, record))
@@ -328,6 +495,8 @@ class Kernels(Service):
             return
         self._kernels.pop(kernel.kernel_id, None)
         kernel.detach()
+        if self._peers is not None:
+            yield self._peers.handed_off(kernel.kernel_id).addErrback(self._store_failed, kernel.kernel_id)
         log.info(
             "kernel {kernel_id} left running for the next daemon (pid {pid})",
             kernel_id=kernel.kernel_id,
@@ -339,7 +508,7 @@ class Kernels(Service):
 
     def _record(self, kernel: Kernel) -> None:
         """Record ``kernel`` as it runs now (a new process, a new role)."""
-        if self._store is None or self._record_of is None or kernel.gone:
+        if self._store is None or self._record_of is None or kernel.gone or kernel.mirrored:
             return
         record = self._record_of(kernel, self._roles.get(kernel.kernel_id, USER))
         if record is not None:
@@ -353,11 +522,15 @@ class Kernels(Service):
             if recorded is not None and kernel.last_activity.timestamp() != recorded:
                 self._record(kernel)
 
-    def _unrecord(self, kernel_id: str) -> defer.Deferred[None]:
+    def _unrecord(self, kernel_id: str, dead: bool = False) -> defer.Deferred[None]:
         self._recorded_activity.pop(kernel_id, None)
         if self._store is None:
             return defer.succeed(None)
-        return self._store.remove(kernel_id).addErrback(self._store_failed, kernel_id)
+        removed = self._store.remove(kernel_id).addErrback(self._store_failed, kernel_id)
+        if self._peers is not None:
+            peers = self._peers
+            removed.addCallback(lambda _: peers.ended(kernel_id, dead)).addErrback(self._store_failed, kernel_id)
+        return removed
 
     def _store_failed(self, failure: Any, kernel_id: str) -> None:
         log.error(
@@ -373,6 +546,12 @@ class Kernels(Service):
             self._activity_writer.start(self._activity_interval, now=False)
         if self._store is None or self._adopt_process is None:
             self._adoption_finished()
+            return
+        if self._peers is not None:
+            # Which recorded kernels are this replica's to adopt is the leases' business.
+            self._peers.refresh().addErrback(
+                lambda failure: log.warn("kernel store: {error}", error=failure.getErrorMessage(), event="kernel_store_failed")
+            ).addCallback(lambda _: self._adoption_finished())
             return
         self._adopt_all().addErrback(
             lambda failure: log.failure("the kernel store could not be read", failure, event="kernel_store_failed")
@@ -408,8 +587,11 @@ class Kernels(Service):
         )
 
     @defer.inlineCallbacks
-    def _adopt(self, record: KernelRecord) -> Any:
-        """Take over the kernel ``record`` describes; fire with it, or None if it was lost."""
+    def _adopt(self, record: KernelRecord, foreign: type[Exception] | tuple[()] = ()) -> Any:
+        """Take over the kernel ``record`` describes; fire with it, or None if it was lost.
+
+        An error of the ``foreign`` type is raised rather than counted as a loss.
+        """
         assert self._adopt_process is not None
         try:
             spec = self.specs.get(record.spec_name)
@@ -419,6 +601,8 @@ class Kernels(Service):
             spec, vanished = stand_in_spec(record), str(error)
         try:
             running = yield self._adopt_process(record, spec)
+        except foreign:
+            raise
         except Exception as error:  # CannotAdopt
             yield self._lose(record, str(error))
             return None
@@ -461,7 +645,7 @@ class Kernels(Service):
             reason=reason,
             event="kernel_lost",
         )
-        return self._unrecord(record.kernel_id)
+        return self._unrecord(record.kernel_id, dead=True)
 
 
 def stand_in_spec(record: KernelRecord) -> KernelSpec:

@@ -68,6 +68,9 @@ class LeaseKeeper:
         """Take the lease on ``kernel_id`` if it is free; True if this replica now owns the kernel."""
         sent = self._clock.seconds()
         won = yield self._table.acquire(kernel_id, self._owner, self._ttl)
+        if not won:
+            # Held under this replica's own name by an earlier life of it (restarted with the same --replica-id).
+            won = yield self._table.renew(kernel_id, self._owner, self._ttl)
         if won:
             self._valid_until[kernel_id] = sent + self._ttl
         return won

@@ -50,6 +50,10 @@ class CannotAdopt(Exception):
     """The recorded kernel cannot be taken over; the message says why."""
 
 
+class OnAnotherHost(CannotAdopt):
+    """The recorded kernel is a local process of another host: only a replica there can take it over."""
+
+
 @dataclass(frozen=True)
 class LocalProcess:
     """A kernel process on one host, identified beyond its pid.

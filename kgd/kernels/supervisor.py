@@ -59,6 +59,11 @@ class RestartPolicy:
         return self._count <= self.limit
 
 
+def interrupts_by_message(spec: KernelSpec) -> bool:
+    """True if the kernelspec asks for ``interrupt_request`` on control rather than SIGINT."""
+    return getattr(spec, "interrupt_mode", "signal") == "message"
+
+
 class KernelSupervisor:
     """Launches or adopts one kernel process, restarts it, interrupts and stops it.
 
@@ -148,6 +153,19 @@ class KernelSupervisor:
         """
         self._activity.starting()
         return self._watch(running, timeout)
+
+    @defer.inlineCallbacks
+    def follow(self, connection_info: Mapping[str, Any], timeout: float) -> Any:
+        """Connect to a kernel another replica supervises: sockets and handshake, no process to watch.
+
+        ``adopt`` turns it into a supervised kernel if this replica takes it over.
+        """
+        self._activity.starting()
+        self._connection.connect(connection_info)
+        try:
+            yield self._connection.handshake(self._clock, timeout, self._nudge_interval)
+        except HandshakeTimedOut:
+            raise KernelStartError(f"Kernel {self.spec_name} did not answer kernel_info within {timeout:g} seconds") from None
 
     def detach(self) -> None:
         """Stop supervising without stopping the process: it is left running for the next daemon."""
@@ -249,10 +267,12 @@ class KernelSupervisor:
 
     def interrupt(self) -> None:
         """Interrupt what the kernel runs, by signal or message as its spec says."""
-        if self.gone or self.running is None:
+        if self.gone:
             raise KernelGone(self.kernel_id)
-        if getattr(self.spec, "interrupt_mode", "signal") == "message":
+        if interrupts_by_message(self.spec):
             self._connection.request("control", "interrupt_request", {})
+        elif self.running is None:
+            raise KernelGone(self.kernel_id)
         else:
             self.running.signal(signal.SIGINT)
 

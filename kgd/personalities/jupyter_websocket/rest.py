@@ -50,9 +50,10 @@ class KernelsAPI:
 
     # -- helpers -------------------------------------------------------------
 
-    def _kernel(self, kernel_id: str) -> Kernel:
+    async def _kernel(self, kernel_id: str) -> Kernel:
+        """The kernel, here or (with replicas) mirrored from the one that supervises it; 404 if none has it."""
         try:
-            return self.kernels.get(kernel_id)
+            return await self.kernels.find(kernel_id)
         except UnknownKernel as error:
             raise HTTPError(404, str(error)) from None
 
@@ -126,9 +127,10 @@ class KernelsAPI:
     # -- kernels -------------------------------------------------------------
 
     @app.route("/api/kernels", methods=["GET"])
-    def list_kernels(self, request: IRequest) -> bytes:
+    async def list_kernels(self, request: IRequest) -> bytes:
         if not self.list_kernels:
             raise HTTPError(403, "Forbidden")
+        await self.kernels.refresh()
         return json_response(request, [kernel.model() for kernel in self.kernels.list()])
 
     @app.route("/api/kernels", methods=["POST"])
@@ -161,23 +163,24 @@ class KernelsAPI:
         return json_response(request, kernel.model(), status=201)
 
     @app.route("/api/kernels/<kernel_id>", methods=["GET"])
-    def get_kernel(self, request: IRequest, kernel_id: str) -> bytes:
-        return json_response(request, self._kernel(kernel_id).model())
+    async def get_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        return json_response(request, (await self._kernel(kernel_id)).model())
 
     @app.route("/api/kernels/<kernel_id>", methods=["DELETE"])
     async def delete_kernel(self, request: IRequest, kernel_id: str) -> bytes:
-        self._kernel(kernel_id)
+        await self._kernel(kernel_id)
         try:
             await self.kernels.shutdown_kernel(kernel_id)
-        except UnknownKernel as error:
-            raise HTTPError(404, str(error)) from None
+        except (UnknownKernel, KernelGone):
+            raise HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
         request.setResponseCode(204)
         return b""
 
     @app.route("/api/kernels/<kernel_id>/interrupt", methods=["POST"])
-    def interrupt_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+    async def interrupt_kernel(self, request: IRequest, kernel_id: str) -> bytes:
+        kernel = await self._kernel(kernel_id)
         try:
-            self._kernel(kernel_id).interrupt()
+            await kernel.interrupt()
         except KernelGone:
             raise HTTPError(404, f"Kernel does not exist: {kernel_id}") from None
         request.setResponseCode(204)
@@ -185,7 +188,7 @@ class KernelsAPI:
 
     @app.route("/api/kernels/<kernel_id>/restart", methods=["POST"])
     async def restart_kernel(self, request: IRequest, kernel_id: str) -> bytes:
-        kernel = self._kernel(kernel_id)
+        kernel = await self._kernel(kernel_id)
         try:
             await kernel.restart()
         except KernelGone:
@@ -195,10 +198,10 @@ class KernelsAPI:
         return json_response(request, kernel.model())
 
     @app.route("/api/kernels/<kernel_id>/channels", methods=["GET"])
-    def kernel_channels(self, request: IRequest, kernel_id: str) -> Any:
+    async def kernel_channels(self, request: IRequest, kernel_id: str) -> Any:
         """Upgrade to the channels WebSocket (see ``channels``); 404 (unknown kernel) or 503
         (``--max-connections`` reached) before the upgrade."""
-        kernel = self._kernel(kernel_id)
+        kernel = await self._kernel(kernel_id)
         if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
             raise HTTPError(400, 'Can "Upgrade" only to "WebSocket".')
         self.channels.admit()

@@ -2,8 +2,8 @@
 
 One mapping for ``POST /api/kernels`` and the session routes that start
 kernels: the ``--max-kernels`` limit is 403, an unknown kernelspec 404, a bad
-request 400, the daemon out of file descriptors 503 (try later), a kernel that
-failed to come up 500.
+request 400, the daemon out of file descriptors or the shared kernel store
+unreachable 503 (try later), a kernel that failed to come up 500.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from kgd.kernels.kernel import KernelStartError
 from kgd.kernels.kernel_request import InvalidKernelRequest
 from kgd.kernels.kernels import KernelLimitReached
+from kgd.kernels.records import StoreUnavailable
 from kgd.kernels.specs import UnknownKernelSpec
 from kgd.limits import out_of_descriptors
 from kgd.web.errors import HTTPError
@@ -24,6 +25,8 @@ def kernel_start_http_error(error: Exception) -> HTTPError:
         return HTTPError(404, str(error))
     if isinstance(error, InvalidKernelRequest):
         return HTTPError(400, str(error))
+    if isinstance(error, StoreUnavailable):
+        return HTTPError(503, str(error))
     if isinstance(error, KernelStartError) and out_of_descriptors(error):
         return HTTPError(503, "The gateway is out of file descriptors; try again later")
     if isinstance(error, KernelStartError):

@@ -1,0 +1,280 @@
+"""Several replicas, one set of kernels: ownership, mirrors, takeover, and requests to owners.
+
+With a Redis store every replica serves every kernel.  One replica, the
+owner, supervises each kernel (watches and restarts its process, culls it)
+and holds its lease (``LeaseKeeper``).  Every other replica that is asked
+about the kernel mirrors it: a ``Kernel`` that follows the stored connection
+info with sockets of its own, so its clients execute as they would on the
+owner, and that asks the owner (a ``request`` event, answered by a ``reply``)
+for what needs the process: a signal, a restart, a shutdown.
+
+``Replication`` keeps this replica's view in step with the store, every
+third of the lease TTL and on demand (``find``, ``refresh``): it mirrors
+the kernels it does not know, forgets mirrors whose record is gone, and
+takes over each kernel whose lease is free (its owner died, or stopped and
+let it go), if it can adopt it: a local kernel only from its own host, a
+provisioned one from anywhere.  Of two replicas that try, the lease table
+lets exactly one win.  Events (``kernel_deleted``, ``kernel_dead``) make an
+owner's end of a kernel visible to every replica at once; the periodic
+reconciliation covers what pub/sub lost while a replica was disconnected.
+Whether the store answers is a readiness condition (``kernel store``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from kgd.kernels.connection import KernelGone
+from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
+from kgd.kernels.leases import LeaseKeeper
+from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
+from kgd.kernels.replica_events import PendingRequests, ReplicaEvent, encode_event, reply, request
+from kgd.readiness import Readiness
+
+log = Logger()
+
+#: The readiness condition that holds while the shared store answers.
+STORE_CONDITION = "kernel store"
+
+
+class OwnerFailed(Exception):
+    """The replica that supervises the kernel tried and failed; the message is its reason."""
+
+
+class Replication(Service):
+    """This replica among the others: the kernels it owns, mirrors and takes over."""
+
+    name = "replication"
+
+    def __init__(
+        self,
+        kernels: Kernels,
+        store: Any,
+        keeper: LeaseKeeper,
+        replica_id: str,
+        clock: IReactorTime,
+        readiness: Readiness,
+        *,
+        lease_ttl: float,
+        request_timeout: float = 10.0,
+        max_kernels: int | None = None,
+    ) -> None:
+        """``store`` is a ``RedisKernelStore``: records, leases, slots and ``publish``."""
+        self._kernels = kernels
+        self._store = store
+        self._keeper = keeper
+        self.replica_id = replica_id
+        self._clock = clock
+        self._readiness = readiness
+        self._max_kernels = max_kernels
+        self._pending = PendingRequests(replica_id, clock, request_timeout)
+        self._refreshing: list[defer.Deferred[None]] | None = None
+        self._loop = task.LoopingCall(self._refresh_quietly)
+        self._loop.clock = clock
+        self._interval = lease_ttl / 3
+        readiness.expect(STORE_CONDITION)
+        kernels.replicate_with(self)
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self._interval, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    # -- what Kernels asks (kgd.kernels.kernels.Peers) --------------------------
+
+    @defer.inlineCallbacks
+    def claim(self, kernel_id: str) -> Any:
+        """Take a ``--max-kernels`` slot, then the lease, of a kernel about to start here."""
+        if self._max_kernels is not None and not (yield self._store.reserve_slot(kernel_id, self._max_kernels)):
+            raise KernelLimitReached(f"Resource Limit: at most {self._max_kernels} kernels across replicas")
+        if not (yield self._keeper.acquire(kernel_id)):
+            raise KernelLimitReached(f"kernel {kernel_id} is already supervised by another replica")
+
+    @defer.inlineCallbacks
+    def ended(self, kernel_id: str, dead: bool) -> Any:
+        """Tell every replica the kernel is gone, then free its lease and slot."""
+        kind = "kernel_dead" if dead else "kernel_deleted"
+        yield self._publish(ReplicaEvent(kind, kernel_id, self.replica_id))
+        yield self._keeper.release(kernel_id)
+        if self._max_kernels is not None:
+            yield self._store.release_slot(kernel_id)
+
+    def handed_off(self, kernel_id: str) -> defer.Deferred[None]:
+        """Free the lease of a kernel left running, so that a live replica takes it over without waiting for the TTL."""
+        return self._keeper.release(kernel_id)
+
+    @defer.inlineCallbacks
+    def find(self, kernel_id: str) -> Any:
+        """Mirror (or, if nobody supervises it, take over) the kernel of that id from its record."""
+        if kernel_id in self._keeper.held:
+            raise UnknownKernel(kernel_id)  # still starting here: listed once it answers
+        record = yield self._store.get(kernel_id)
+        if record is None:
+            raise UnknownKernel(kernel_id)
+        owner = yield self._store.owner(kernel_id)
+        if owner is None or owner == self.replica_id:
+            kernel = yield self._take_over(record)
+            if kernel is not None:
+                return kernel
+        return (yield self._kernels.mirror(record, self._asker(kernel_id)))
+
+    def refresh(self) -> defer.Deferred[None]:
+        """Reconcile with the store; callers at the same time share one pass."""
+        waiter: defer.Deferred[None] = defer.Deferred()
+        if self._refreshing is not None:
+            self._refreshing.append(waiter)
+            return waiter
+        self._refreshing = [waiter]
+
+        def settle(result: Any) -> None:
+            waiters, self._refreshing = self._refreshing or [], None
+            for each in waiters:
+                if not each.called:
+                    each.callback(result)  # a Failure errbacks it
+
+        self._reconcile().addBoth(settle)
+        return waiter
+
+    @defer.inlineCallbacks
+    def ask(self, kernel_id: str, action: str) -> Any:
+        """Have the owner of ``kernel_id`` interrupt, restart or shut it down; with no owner, take it over and do it here."""
+        owner = yield self._store.owner(kernel_id)
+        if owner is None or owner == self.replica_id:
+            record = yield self._store.get(kernel_id)
+            if record is None:
+                raise KernelGone(kernel_id)
+            kernel = yield self._take_over(record)
+            if kernel is None:
+                raise OwnerFailed(f"kernel {kernel_id} has no live owner this replica can stand in for")
+            yield self._act(kernel_id, action)
+            return
+        sent = request(self.replica_id, owner, kernel_id, action, uuid.uuid4().hex)
+        answer = self._pending.expect(sent)
+        yield self._publish(sent)
+        answered = yield answer
+        if not answered.ok:
+            if answered.reason == "gone":
+                raise KernelGone(kernel_id)
+            raise OwnerFailed(f"replica {owner}: {answered.reason}")
+
+    def _asker(self, kernel_id: str) -> Callable[[str], defer.Deferred[None]]:
+        return lambda action: self.ask(kernel_id, action)
+
+    # -- events from the other replicas -----------------------------------------
+
+    def received(self, event: ReplicaEvent) -> None:
+        """Act on one event another replica published."""
+        if event.origin == self.replica_id:
+            return
+        if event.kind == "reply":
+            self._pending.received(event)
+        elif event.kind == "request":
+            if event.target == self.replica_id:
+                self._answer(event)
+        elif event.kind in ("kernel_deleted", "kernel_dead"):
+            self._kernels.unmirror(event.kernel_id, dead=event.kind == "kernel_dead")
+        elif event.kind == "kernel_restarting":
+            for kernel in self._kernels.mirrors():
+                if kernel.kernel_id == event.kernel_id:
+                    kernel.connection.broadcast_status("restarting")
+
+    def _answer(self, event: ReplicaEvent) -> None:
+        assert event.action is not None
+
+        def answered(result: Any) -> defer.Deferred[None]:
+            failure = result if isinstance(result, Failure) else None
+            if failure is None:
+                answer = reply(event, self.replica_id, ok=True)
+            elif failure.check(UnknownKernel, KernelGone):
+                answer = reply(event, self.replica_id, ok=False, reason="gone")
+            else:
+                answer = reply(event, self.replica_id, ok=False, reason=failure.getErrorMessage())
+            return self._publish(answer)
+
+        self._act(event.kernel_id, event.action).addBoth(answered).addErrback(
+            lambda failure: log.warn("could not answer replica {origin}: {error}", origin=event.origin, error=failure.getErrorMessage())
+        )
+
+    def _act(self, kernel_id: str, action: str) -> defer.Deferred[None]:
+        """Do ``action`` to a kernel this replica supervises."""
+        try:
+            kernel = self._kernels.get(kernel_id)
+        except UnknownKernel as error:
+            return defer.fail(error)
+        if kernel.mirrored:
+            return defer.fail(OwnerFailed(f"replica {self.replica_id} does not supervise kernel {kernel_id}"))
+        if action == "interrupt":
+            return defer.maybeDeferred(kernel.interrupt)
+        if action == "restart":
+            self._publish(ReplicaEvent("kernel_restarting", kernel_id, self.replica_id)).addErrback(lambda _: None)
+            return kernel.restart()
+        return self._kernels.shutdown_kernel(kernel_id)
+
+    # -- reconciliation ----------------------------------------------------------
+
+    def _refresh_quietly(self) -> defer.Deferred[None]:
+        return self.refresh().addErrback(
+            lambda failure: log.warn("kernel store: {error}", error=failure.getErrorMessage(), event="kernel_store_failed")
+        )
+
+    @defer.inlineCallbacks
+    def _reconcile(self) -> Any:
+        try:
+            records = yield self._store.load_all()
+            owners = yield self._store.owners([record.kernel_id for record in records])
+        except StoreUnavailable:
+            self._readiness.lost(STORE_CONDITION)
+            raise
+        self._readiness.done(STORE_CONDITION)
+        recorded = {record.kernel_id for record in records}
+        for kernel in self._kernels.mirrors():
+            if kernel.kernel_id not in recorded:
+                self._kernels.unmirror(kernel.kernel_id, dead=False)
+        following = []
+        for record, owner in zip(records, owners):
+            if record.kernel_id in self._keeper.held:
+                continue
+            if owner is None or owner == self.replica_id:
+                following.append(self._take_over(record))
+            elif not self._kernels.known(record.kernel_id):
+                following.append(self._kernels.mirror(record, self._asker(record.kernel_id)))
+        outcomes = yield defer.DeferredList(following, consumeErrors=True)
+        for ok, result in outcomes:
+            if not ok:
+                log.warn("kernel not mirrored: {error}", error=result.getErrorMessage(), event="kernel_mirror_failed")
+
+    @defer.inlineCallbacks
+    def _take_over(self, record: KernelRecord) -> Any:
+        """Supervise ``record``'s kernel if its lease is free and this replica can adopt it; fire with it, or None."""
+        if not (yield self._keeper.acquire(record.kernel_id)):
+            return None
+        try:
+            kernel = yield self._kernels.take_over(record)
+        except OnAnotherHost as error:
+            log.info(
+                "kernel {kernel_id} left to a replica on its host: {reason}",
+                kernel_id=record.kernel_id, reason=str(error), event="kernel_takeover_declined",
+            )
+            yield self._keeper.release(record.kernel_id)
+            return None
+        if kernel is not None:
+            log.info(
+                "kernel {kernel_id} taken over by {replica}",
+                kernel_id=record.kernel_id, replica=self.replica_id, event="kernel_taken_over",
+            )
+        return kernel
+
+    def _publish(self, event: ReplicaEvent) -> defer.Deferred[None]:
+        return self._store.publish(encode_event(event)).addCallback(lambda _: None)
+
