@@ -120,8 +120,8 @@ class Culler(Service):
         now = clock_now(self._clock)
         shutdowns = []
         for kernel in self.kernels.list():
-            if self.kernels.role(kernel) != USER:
-                continue
+            if self.kernels.role(kernel) != USER or kernel.mirrored:
+                continue  # a pool's kernel, or another replica's (its owner culls it)
             reason = is_cullable(self.policy, kernel, now)
             if reason is None:
                 continue
