@@ -219,6 +219,11 @@ class Kernel:
         self._ask_owner = None
         return self.supervisor.adopt(running, timeout)
 
+    def relinquish(self, ask_owner: AskOwner) -> None:
+        """Stop supervising (another replica may own it now) and go on relaying as a mirror: clients stay attached."""
+        self.supervisor.relinquish()
+        self._ask_owner = ask_owner
+
     def detach(self, dead: bool = False) -> None:
         """Let go of the kernel, leaving its process (if any) running, and release the sockets.
 

@@ -78,6 +78,9 @@ class Peers(Protocol):
     def ask(self, kernel_id: str, action: str) -> "defer.Deferred[None]":
         """Have the owner of a mirrored kernel interrupt, restart or shut it down."""
 
+    def asker(self, kernel_id: str) -> AskOwner:
+        """``ask`` for one kernel, as a mirror holds it."""
+
     def find(self, kernel_id: str) -> "defer.Deferred[Kernel]":
         """A mirror of a kernel another replica supervises, from its record; ``UnknownKernel`` if none."""
 
@@ -414,13 +417,11 @@ class Kernels(Service):
         kernel.detach(dead=dead)
 
     def let_go(self, kernel_id: str) -> None:
-        """Stop supervising a kernel another replica now owns (the lease went to it); its process lives on."""
+        """Stop supervising a kernel whose lease this replica lost (another may own it now); keep it as a mirror."""
         kernel = self._kernels.get(kernel_id)
-        if kernel is not None and not kernel.mirrored:
-            del self._kernels[kernel_id]
-            self._roles.pop(kernel_id, None)
+        if kernel is not None and not kernel.mirrored and self._peers is not None:
             self._recorded_activity.pop(kernel_id, None)
-            kernel.detach()
+            kernel.relinquish(self._peers.asker(kernel_id))
 
     @defer.inlineCallbacks
     def take_over(self, record: KernelRecord) -> Any:

@@ -127,7 +127,7 @@ class Replication(Service):
             kernel = yield self._take_over(record)
             if kernel is not None:
                 return kernel
-        return (yield self._kernels.mirror(record, self._asker(kernel_id)))
+        return (yield self._kernels.mirror(record, self.asker(kernel_id)))
 
     def refresh(self) -> defer.Deferred[None]:
         """Reconcile with the store; callers at the same time share one pass."""
@@ -168,7 +168,8 @@ class Replication(Service):
                 raise KernelGone(kernel_id)
             raise OwnerFailed(f"replica {owner}: {answered.reason}")
 
-    def _asker(self, kernel_id: str) -> Callable[[str], defer.Deferred[None]]:
+    def asker(self, kernel_id: str) -> Callable[[str], defer.Deferred[None]]:
+        """``ask`` for one kernel, as a mirror holds it."""
         return lambda action: self.ask(kernel_id, action)
 
     # -- events from the other replicas -----------------------------------------
@@ -248,7 +249,7 @@ class Replication(Service):
             if owner is None or owner == self.replica_id:
                 following.append(self._take_over(record))
             elif not self._kernels.known(record.kernel_id):
-                following.append(self._kernels.mirror(record, self._asker(record.kernel_id)))
+                following.append(self._kernels.mirror(record, self.asker(record.kernel_id)))
         outcomes = yield defer.DeferredList(following, consumeErrors=True)
         for ok, result in outcomes:
             if not ok:

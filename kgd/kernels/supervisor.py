@@ -167,6 +167,11 @@ class KernelSupervisor:
         except HandshakeTimedOut:
             raise KernelStartError(f"Kernel {self.spec_name} did not answer kernel_info within {timeout:g} seconds") from None
 
+    def relinquish(self) -> None:
+        """Stop watching the process without stopping it or the sockets: another replica supervises it now."""
+        self._expected_end = True
+        self.running = None
+
     def detach(self) -> None:
         """Stop supervising without stopping the process: it is left running for the next daemon."""
         self.gone = True

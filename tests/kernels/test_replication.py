@@ -331,3 +331,22 @@ class CullingTests(ReplicationTestCase):
         self.assertTrue(kernel.gone)
         self.assertTrue(mirror.gone)
         self.assertEqual(self.launcher.alive(), [])
+
+    def test_an_owner_cut_off_past_the_ttl_stops_supervising_but_keeps_relaying(self) -> None:
+        """Redis gone longer than the TTL: the owner may have lost the kernel, so it stops supervising
+        (its process is not restarted by two replicas) yet its clients keep executing; once Redis is back one
+        replica supervises it again, the same process."""
+        a = Replica(self, "a")
+        kernel = a.start()
+        fake = self.fake_of(kernel)
+        self.store.unavailable = True
+        self.pass_time(TTL + 1)
+        self.assertTrue(kernel.mirrored)
+        self.assertFalse(kernel.gone)
+        self.assertIn("execute_reply", self.execute(kernel))
+        self.store.unavailable = False
+        self.pass_time(TTL)
+        self.assertFalse(kernel.mirrored)
+        self.assertIs(a.kernels.get(kernel.kernel_id), kernel)
+        self.assertEqual(len(self.launcher.launches), 1)
+        self.assertFalse(fake.ended)
