@@ -66,6 +66,7 @@ class Kernel:
         restart_policy: RestartPolicy | None = None,
         on_dead: Callable[["Kernel"], None] | None = None,
         on_launched: Callable[["Kernel"], None] | None = None,
+        on_restarting: Callable[["Kernel"], None] | None = None,
         started: float | None = None,
     ) -> None:
         self.kernel_id = kernel_id
@@ -91,6 +92,7 @@ class Kernel:
             nudge_interval=nudge_interval,
             restart_policy=restart_policy,
             on_launched=(lambda running: on_launched(self)) if on_launched is not None else None,
+            on_restarting=(lambda: on_restarting(self)) if on_restarting is not None else None,
         )
         self.env = dict(env)
         self.cwd = cwd

@@ -69,6 +69,9 @@ class Peers(Protocol):
     def claim(self, kernel_id: str) -> "defer.Deferred[None]":
         """Hold a kernel slot and the lease of a kernel about to start here; ``KernelLimitReached`` if all slots are taken."""
 
+    def restarting(self, kernel_id: str) -> None:
+        """A kernel supervised here is restarting: its mirrors' clients see it too."""
+
     def ended(self, kernel_id: str, dead: bool) -> "defer.Deferred[None]":
         """A kernel supervised here ended (or never started): tell the others, free its lease and slot."""
 
@@ -281,6 +284,7 @@ class Kernels(Service):
             shutdown_wait=self._shutdown_wait,
             on_dead=self._forget,
             on_launched=self._record if self._store is not None else None,
+            on_restarting=self._restarting,
             started=started,
         )
 
@@ -360,6 +364,10 @@ class Kernels(Service):
         self._shutdown(kernel, dead=True)
 
     # -- replicas --------------------------------------------------------------
+
+    def _restarting(self, kernel: Kernel) -> None:
+        if self._peers is not None and not kernel.mirrored:
+            self._peers.restarting(kernel.kernel_id)
 
     def mirrors(self) -> list[Kernel]:
         """The kernels another replica supervises that this one relays."""

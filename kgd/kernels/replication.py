@@ -110,6 +110,12 @@ class Replication(Service):
         if self._max_kernels is not None:
             yield self._store.release_slot(kernel_id)
 
+    def restarting(self, kernel_id: str) -> None:
+        """Show every replica's clients of the kernel ``status: restarting``, as the owner's see it."""
+        self._publish(ReplicaEvent("kernel_restarting", kernel_id, self.replica_id)).addErrback(
+            lambda failure: log.warn("kernel {kernel_id}: restart not announced: {error}", kernel_id=kernel_id, error=failure.getErrorMessage())
+        )
+
     def handed_off(self, kernel_id: str) -> defer.Deferred[None]:
         """Free the lease of a kernel left running, so that a live replica takes it over without waiting for the TTL."""
         return self._keeper.release(kernel_id)
@@ -188,6 +194,7 @@ class Replication(Service):
         elif event.kind == "kernel_restarting":
             for kernel in self._kernels.mirrors():
                 if kernel.kernel_id == event.kernel_id:
+                    kernel.activity.execution_state = "restarting"
                     kernel.connection.broadcast_status("restarting")
 
     def _answer(self, event: ReplicaEvent) -> None:
@@ -218,7 +225,6 @@ class Replication(Service):
         if action == "interrupt":
             return defer.maybeDeferred(kernel.interrupt)
         if action == "restart":
-            self._publish(ReplicaEvent("kernel_restarting", kernel_id, self.replica_id)).addErrback(lambda _: None)
             return kernel.restart()
         return self._kernels.shutdown_kernel(kernel_id)
 

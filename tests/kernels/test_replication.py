@@ -163,7 +163,10 @@ class RequestTests(ReplicationTestCase):
         kernel = a.start()
         fake = self.fake_of(kernel)
         mirror = b.find(kernel.kernel_id)
-        c.find(kernel.kernel_id)
+        statuses: list[bytes] = []
+        c.find(kernel.kernel_id).add_iopub_listener(
+            lambda message: statuses.append(message.content) if message.msg_type == "status" else None
+        )
 
         interrupted = mirror.interrupt()
         self.settle()
@@ -176,6 +179,7 @@ class RequestTests(ReplicationTestCase):
         self.assertTrue(fake.ended)
         self.assertEqual(len(self.launcher.launches), 2)
         self.assertEqual(self.launcher.launches[1]["connection_info"], fake.connection_info, "same ports: mirrors stay connected")
+        self.assertIn(b"restarting", b"".join(statuses), "a third replica's clients see the restart")
         self.assertIn("execute_reply", self.execute(mirror))
 
         deleted = b.kernels.shutdown_kernel(kernel.kernel_id)
