@@ -439,7 +439,9 @@ class Kernels(Service):
         ``OnAnotherHost`` if only a replica on the kernel's own host can.
         """
         kernel = self._kernels.get(record.kernel_id)
-        if kernel is None or not kernel.mirrored:
+        if kernel is not None and not kernel.mirrored:
+            return kernel  # supervised here already
+        if kernel is None:
             return (yield self._adopt(record, foreign=OnAnotherHost))
         assert self._adopt_process is not None
         try:
@@ -459,7 +461,8 @@ class Kernels(Service):
             yield self._lose(record, str(error))
             return None
         log.info(
-            "kernel {kernel_id} taken over, pid {pid}", kernel_id=record.kernel_id, pid=running.pid, event="kernel_adopted"
+            "kernel {kernel_id} ({spec_name}) adopted, pid {pid}",
+            kernel_id=record.kernel_id, spec_name=record.spec_name, pid=running.pid, event="kernel_adopted",
         )
         return kernel
 

@@ -9,14 +9,16 @@ owner, and that asks the owner (a ``request`` event, answered by a ``reply``)
 for what needs the process: a signal, a restart, a shutdown.
 
 ``Replication`` keeps this replica's view in step with the store, every
-third of the lease TTL and on demand (``find``, ``refresh``): it mirrors
-the kernels it does not know, forgets mirrors whose record is gone, and
-takes over each kernel whose lease is free (its owner died, or stopped and
+third of the lease TTL and on demand (``find``, ``refresh``): it forgets
+mirrors whose record is gone and takes over each kernel whose lease is free (its owner died, or stopped and
 let it go), if it can adopt it: a local kernel only from its own host, a
 provisioned one from anywhere.  Of two replicas that try, the lease table
 lets exactly one win.  Events (``kernel_deleted``, ``kernel_dead``) make an
 owner's end of a kernel visible to every replica at once; the periodic
 reconciliation covers what pub/sub lost while a replica was disconnected.
+Mirrors are made when a client asks for a kernel (``find``) or lists them
+(``refresh``), not ahead: a mirror receives all of its kernel's output, work
+a replica no client of that kernel uses should not do.
 Whether the store answers is a readiness condition (``kernel store``).
 """
 
@@ -35,7 +37,7 @@ from kgd.kernels.connection import KernelGone
 from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.leases import LeaseKeeper
 from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
-from kgd.kernels.replica_events import PendingRequests, ReplicaEvent, encode_event, reply, request
+from kgd.kernels.replica_events import NoReply, PendingRequests, ReplicaEvent, encode_event, reply, request
 from kgd.readiness import Readiness
 
 log = Logger()
@@ -63,10 +65,15 @@ class Replication(Service):
         readiness: Readiness,
         *,
         lease_ttl: float,
-        request_timeout: float = 10.0,
+        request_timeout: float | None = None,
         max_kernels: int | None = None,
     ) -> None:
-        """``store`` is a ``RedisKernelStore``: records, leases, slots and ``publish``."""
+        """``store`` is a ``RedisKernelStore``: records, leases, slots and ``publish``.
+
+        An owner's answer is awaited ``request_timeout`` seconds, by default a
+        second longer than a lease lasts, so that an owner that died meanwhile
+        has lost its lease by then and the kernel can be taken over instead.
+        """
         self._kernels = kernels
         self._store = store
         self._keeper = keeper
@@ -74,9 +81,9 @@ class Replication(Service):
         self._clock = clock
         self._readiness = readiness
         self._max_kernels = max_kernels
-        self._pending = PendingRequests(replica_id, clock, request_timeout)
+        self._pending = PendingRequests(replica_id, clock, lease_ttl + 1 if request_timeout is None else request_timeout)
         self._refreshing: list[defer.Deferred[None]] | None = None
-        self._loop = task.LoopingCall(self._refresh_quietly)
+        self._loop = task.LoopingCall(self._reconcile_quietly)
         self._loop.clock = clock
         self._interval = lease_ttl / 3
         readiness.expect(STORE_CONDITION)
@@ -136,7 +143,7 @@ class Replication(Service):
         return (yield self._kernels.mirror(record, self.asker(kernel_id)))
 
     def refresh(self) -> defer.Deferred[None]:
-        """Reconcile with the store; callers at the same time share one pass."""
+        """Reconcile with the store and mirror every kernel this replica does not have; callers at the same time share one pass."""
         waiter: defer.Deferred[None] = defer.Deferred()
         if self._refreshing is not None:
             self._refreshing.append(waiter)
@@ -149,7 +156,7 @@ class Replication(Service):
                 if not each.called:
                     each.callback(result)  # a Failure errbacks it
 
-        self._reconcile().addBoth(settle)
+        self._reconcile(mirror=True).addBoth(settle)
         return waiter
 
     @defer.inlineCallbacks
@@ -168,7 +175,13 @@ class Replication(Service):
         sent = request(self.replica_id, owner, kernel_id, action, uuid.uuid4().hex)
         answer = self._pending.expect(sent)
         yield self._publish(sent)
-        answered = yield answer
+        try:
+            answered = yield answer
+        except NoReply:
+            # The timeout outlasts a lease: an owner that died without answering has lost its lease by now.
+            if (yield self._store.owner(kernel_id)) == owner:
+                raise  # alive enough to renew its lease, yet silent
+            return (yield self.ask(kernel_id, action))
         if not answered.ok:
             if answered.reason == "gone":
                 raise KernelGone(kernel_id)
@@ -230,13 +243,13 @@ class Replication(Service):
 
     # -- reconciliation ----------------------------------------------------------
 
-    def _refresh_quietly(self) -> defer.Deferred[None]:
-        return self.refresh().addErrback(
+    def _reconcile_quietly(self) -> defer.Deferred[None]:
+        return self._reconcile(mirror=False).addErrback(
             lambda failure: log.warn("kernel store: {error}", error=failure.getErrorMessage(), event="kernel_store_failed")
         )
 
     @defer.inlineCallbacks
-    def _reconcile(self) -> Any:
+    def _reconcile(self, mirror: bool) -> Any:
         try:
             records = yield self._store.load_all()
             owners = yield self._store.owners([record.kernel_id for record in records])
@@ -254,7 +267,7 @@ class Replication(Service):
                 continue
             if owner is None or owner == self.replica_id:
                 following.append(self._take_over(record))
-            elif not self._kernels.known(record.kernel_id):
+            elif mirror and not self._kernels.known(record.kernel_id):
                 following.append(self._kernels.mirror(record, self.asker(record.kernel_id)))
         outcomes = yield defer.DeferredList(following, consumeErrors=True)
         for ok, result in outcomes:

@@ -48,7 +48,7 @@ class Replica:
         self.readiness = Readiness()
         self.replication = Replication(
             self.kernels, test.store, self.keeper, name, test.clock, self.readiness,
-            lease_ttl=TTL, request_timeout=5, max_kernels=max_kernels,
+            lease_ttl=TTL, max_kernels=max_kernels,
         )
         self.listening = True
         test.store.subscribers.append(self.received)
@@ -354,3 +354,18 @@ class CullingTests(ReplicationTestCase):
         self.assertIs(a.kernels.get(kernel.kernel_id), kernel)
         self.assertEqual(len(self.launcher.launches), 1)
         self.assertFalse(fake.ended)
+
+
+class DeadOwnerRequestTests(ReplicationTestCase):
+    def test_a_request_to_an_owner_that_just_died_waits_for_its_lease_then_takes_over(self) -> None:
+        """Killed before its lease ran out: the request is not answered, the lease expires, B takes over and deletes."""
+        a, b = Replica(self, "a"), Replica(self, "b")
+        kernel = a.start()
+        mirror = b.find(kernel.kernel_id)
+        a.crash()
+        deleted = b.kernels.shutdown_kernel(kernel.kernel_id)
+        self.pass_time(TTL + 1.5, step=0.1)
+        self.successResultOf(deleted)
+        self.assertTrue(mirror.gone)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(self.store.records, {})
