@@ -84,9 +84,11 @@ class _RedisProtocol(protocol.ProcessProtocol):
 class RedisServer:
     """``redis-server`` on 127.0.0.1:<free port>, started and stopped by the test."""
 
-    def __init__(self, root: str, password: str | None = None) -> None:
+    def __init__(self, root: str, password: str | None = None, persistent: bool = False) -> None:
+        """``persistent``: an append-only file fsynced on every write, so a restart keeps the data (as production Redis)."""
         self.root = root
         self.password = password
+        self.persistent = persistent
         self.port = free_port(HOST)
         self.pid: int | None = None
         self.log = b""
@@ -105,7 +107,8 @@ class RedisServer:
         os.makedirs(workdir, exist_ok=True)
         args = [
             REDIS_SERVER, "--bind", HOST, "--port", str(self.port), "--dir", workdir,
-            "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
+            "--save", "", "--daemonize", "no", "--logfile", "",
+            *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]),
         ]
         if self.password is not None:
             args += ["--requirepass", self.password]

@@ -69,7 +69,7 @@ class Cluster:
         self.root = root
         self.lease_ttl = lease_ttl
         self.prefix = prefix
-        self.redis = RedisServer(root)
+        self.redis = RedisServer(root, persistent=True)  # a restarted Redis keeps its data, as in production
         self.runtime_dir = os.path.join(root, "runtime")
         self.replica_ids = [f"replica-{i}" for i in range(replicas)]
         self.daemons = [
