@@ -299,7 +299,8 @@ def makeService(
     kernels.setServiceParent(top)
     if replicated:
         replication.setServiceParent(top)
-    metrics.watch_kernels(kernels.list)
+    # Among replicas, each counts the kernels it supervises: the sum is the cluster's.
+    metrics.watch_kernels(lambda: [kernel for kernel in kernels.list() if not kernel.mirrored])
     gateway = Gateway(kernels, specs, reactor, base_url=settings.base_url, metrics=metrics, readiness=readiness)
     personalities = available_personalities()
     install_kernel_policies(

@@ -227,6 +227,10 @@ class RedisKernelStore:
         """Give ``kernel_id``'s slot back (its start failed, or it was shut down)."""
         return self._call("srem", f"{self._prefix}slots", kernel_id).addCallback(lambda _: None)
 
+    def slot_holders(self) -> defer.Deferred[list[str]]:
+        """The ids holding a slot (a replica that died while starting one leaves it behind)."""
+        return self._call("smembers", f"{self._prefix}slots").addCallback(sorted)
+
     def slots_in_use(self) -> defer.Deferred[int]:
         """How many kernels, started or starting, hold a slot across all replicas."""
         return self._call("scard", f"{self._prefix}slots").addCallback(int)

@@ -273,6 +273,17 @@ class Replication(Service):
         for ok, result in outcomes:
             if not ok:
                 log.warn("kernel not mirrored: {error}", error=result.getErrorMessage(), event="kernel_mirror_failed")
+        if self._max_kernels is not None:
+            yield self._free_stray_slots(recorded)
+
+    @defer.inlineCallbacks
+    def _free_stray_slots(self, recorded: set[str]) -> Any:
+        """Free the slots of kernels with neither a record nor a lease: their replica died while starting them."""
+        stray = [kernel_id for kernel_id in (yield self._store.slot_holders()) if kernel_id not in recorded]
+        for kernel_id, owner in zip(stray, (yield self._store.owners(stray))):
+            if owner is None:
+                log.info("kernel slot of {kernel_id} freed: nobody started it", kernel_id=kernel_id, event="kernel_slot_freed")
+                yield self._store.release_slot(kernel_id)
 
     @defer.inlineCallbacks
     def _take_over(self, record: KernelRecord) -> Any:

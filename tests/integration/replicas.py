@@ -64,18 +64,22 @@ class Cluster:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         prefix: str = "kgd:",
+        password: str | None = None,
     ) -> None:
-        """``args`` and ``env`` go to every replica, after the cluster's own flags."""
+        """``args`` and ``env`` go to every replica, after the cluster's own flags; a ``password`` reaches
+        the replicas as ``KGD_REDIS_PASSWORD``, never on their command line."""
         self.root = root
         self.lease_ttl = lease_ttl
         self.prefix = prefix
-        self.redis = RedisServer(root, persistent=True)  # a restarted Redis keeps its data, as in production
+        self.redis = RedisServer(root, password=password, persistent=True)  # a restarted Redis keeps its data, as in production
+        store_url = f"redis://127.0.0.1:{self.redis.port}/0"
+        env = {**(env or {}), **({"KGD_REDIS_PASSWORD": password} if password is not None else {})}
         self.runtime_dir = os.path.join(root, "runtime")
         self.replica_ids = [f"replica-{i}" for i in range(replicas)]
         self.daemons = [
             Daemon(
                 [
-                    "--kernel-store", self.redis.url,
+                    "--kernel-store", store_url,
                     "--replica-id", replica_id,
                     "--lease-ttl", f"{lease_ttl:g}",
                     "--redis-prefix", prefix,

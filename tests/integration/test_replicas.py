@@ -22,6 +22,7 @@ from tests.integration.test_kernel_store import JLAB_DIR, _Scenario, stream_text
 from tests.integration.ws import ChannelsConnection, connect
 
 TTL = 3.0
+PASSWORD = "s3cret-redis-pw"
 
 
 class ReplicasTestCase(unittest.TestCase):
@@ -33,10 +34,10 @@ class ReplicasTestCase(unittest.TestCase):
             raise unittest.SkipTest(reason)
 
     @defer.inlineCallbacks
-    def cluster(self, replicas: int = 2) -> Any:
+    def cluster(self, replicas: int = 2, **options: Any) -> Any:
         root = os.path.abspath(self.mktemp())
         os.makedirs(root)
-        cluster = Cluster(root, replicas=replicas, lease_ttl=TTL)
+        cluster = Cluster(root, replicas=replicas, lease_ttl=TTL, **options)
         self.addCleanup(cluster.stop)
         yield cluster.start()
         return cluster
@@ -219,8 +220,10 @@ class FailoverTests(ReplicasTestCase):
 class StoreOutageTests(ReplicasTestCase):
     @defer.inlineCallbacks
     def test_redis_stopped_and_started_again(self) -> None:
-        """Redis down: 503s with the reason, /readyz 503, open WebSockets keep relaying; Redis back: recovery, no kernel lost."""
-        cluster = yield self.cluster(replicas=2)
+        """Redis down: 503s with the reason, /readyz 503, open WebSockets keep relaying; Redis back: recovery, no kernel lost.
+
+        Redis has a password: it reaches no log line, error body or metric."""
+        cluster = yield self.cluster(replicas=2, password=PASSWORD)
         kernel_id, pid = yield self.new_kernel(cluster)
         sockets = yield defer.gatherResults([connect(daemon.ws_url, kernel_id) for daemon in cluster.daemons])
         yield sockets[0].execute("x = 7")
@@ -236,6 +239,7 @@ class StoreOutageTests(ReplicasTestCase):
             self.assertIn("Redis store at redis://127.0.0.1", body["message"])
             status, _, body = yield client.request("GET", "/api/kernels/00000000-0000-0000-0000-000000000000")
             self.assertEqual(status, 503, body)
+            self.assertNotIn(PASSWORD, str(body))
         for ws in sockets:
             self.assertEqual(stream_text((yield ws.execute("print(x)"))), "7\n")
 
@@ -251,4 +255,8 @@ class StoreOutageTests(ReplicasTestCase):
         for ws in sockets:
             self.assertEqual(stream_text((yield ws.execute("print(x)"))), "7\n")
         self.assertEqual([ws.close_code for ws in sockets], [None, None], "no WebSocket was closed")
+        for client in cluster.clients:
+            _, _, metrics = yield client.request("GET", "/metrics")
+            self.assertNotIn(PASSWORD.encode(), metrics)
+            self.assertNotIn(PASSWORD.encode(), client.daemon.log)
 

@@ -65,6 +65,9 @@ class MemoryReplicaStore(MemoryLeaseTable):
 
         return self._call(reserve)
 
+    def slot_holders(self) -> defer.Deferred[list[str]]:
+        return self._call(lambda: sorted(self.slots))
+
     def release_slot(self, kernel_id: str) -> defer.Deferred[None]:
         return self._call(self.slots.discard, kernel_id)
 

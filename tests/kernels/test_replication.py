@@ -356,7 +356,7 @@ class CullingTests(ReplicationTestCase):
         self.assertFalse(fake.ended)
 
 
-class DeadOwnerRequestTests(ReplicationTestCase):
+class DeadReplicaTests(ReplicationTestCase):
     def test_a_request_to_an_owner_that_just_died_waits_for_its_lease_then_takes_over(self) -> None:
         """Killed before its lease ran out: the request is not answered, the lease expires, B takes over and deletes."""
         a, b = Replica(self, "a"), Replica(self, "b")
@@ -369,3 +369,19 @@ class DeadOwnerRequestTests(ReplicationTestCase):
         self.assertTrue(mirror.gone)
         self.assertEqual(self.launcher.alive(), [])
         self.assertEqual(self.store.records, {})
+
+    def test_a_slot_left_by_a_replica_that_died_starting_a_kernel_is_freed(self) -> None:
+        """A slot with no record and no lease behind it (the replica died mid-start) does not cost capacity for ever."""
+        a = Replica(self, "a", max_kernels=1)
+        self.store.slots.add("11111111-1111-1111-1111-111111111111")
+        self.pass_time(TTL / 3 + 0.25)
+        self.assertEqual(self.store.slots, set())
+        self.assertFalse(a.start().mirrored)
+
+    def test_the_slot_of_a_kernel_starting_elsewhere_is_kept(self) -> None:
+        a = Replica(self, "a", max_kernels=2)
+        claimed = a.replication.claim("22222222-2222-2222-2222-222222222222")
+        self.settle()
+        self.successResultOf(claimed)
+        self.pass_time(TTL / 3 + 0.25)
+        self.assertIn("22222222-2222-2222-2222-222222222222", self.store.slots)
