@@ -83,6 +83,7 @@ class Replication(Service):
         self._max_kernels = max_kernels
         self._pending = PendingRequests(replica_id, clock, lease_ttl + 1 if request_timeout is None else request_timeout)
         self._refreshing: list[defer.Deferred[None]] | None = None
+        self._declined: set[str] = set()  # kernels of another host, said once
         self._loop = task.LoopingCall(self._reconcile_quietly)
         self._loop.clock = clock
         self._interval = lease_ttl / 3
@@ -293,12 +294,15 @@ class Replication(Service):
         try:
             kernel = yield self._kernels.take_over(record)
         except OnAnotherHost as error:
-            log.info(
-                "kernel {kernel_id} left to a replica on its host: {reason}",
-                kernel_id=record.kernel_id, reason=str(error), event="kernel_takeover_declined",
-            )
+            if record.kernel_id not in self._declined:
+                self._declined.add(record.kernel_id)
+                log.warn(
+                    "kernel {kernel_id} has no supervisor; it is left to a replica on its host: {reason}",
+                    kernel_id=record.kernel_id, reason=str(error), event="kernel_takeover_declined",
+                )
             yield self._keeper.release(record.kernel_id)
             return None
+        self._declined.discard(record.kernel_id)
         if kernel is not None:
             log.info(
                 "kernel {kernel_id} taken over by {replica}",
