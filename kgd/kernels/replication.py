@@ -259,6 +259,7 @@ class Replication(Service):
             raise
         self._readiness.done(STORE_CONDITION)
         recorded = {record.kernel_id for record in records}
+        self._declined &= recorded
         for kernel in self._kernels.mirrors():
             if kernel.kernel_id not in recorded:
                 self._kernels.unmirror(kernel.kernel_id, dead=False)
