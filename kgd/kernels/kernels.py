@@ -464,6 +464,9 @@ class Kernels(Service):
             "kernel {kernel_id} ({spec_name}) adopted, pid {pid}",
             kernel_id=record.kernel_id, spec_name=record.spec_name, pid=running.pid, event="kernel_adopted",
         )
+        if record.role != USER:
+            yield self._shutdown(kernel)  # a pool's kernel: that pool, on its replica, is gone
+            return None
         return kernel
 
     def stopService(self) -> defer.Deferred[Any]:

@@ -22,6 +22,7 @@ from kgd.kernels.culling import CullPolicy, Culler
 from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.leases import LeaseKeeper
+from kgd.kernels.prespawn import PRESPAWN
 from kgd.kernels.records import CannotAdopt, KernelRecord, OnAnotherHost, StoreUnavailable
 from kgd.kernels.replica_events import NoReply
 from kgd.kernels.replication import STORE_CONDITION, Replication
@@ -385,3 +386,17 @@ class DeadReplicaTests(ReplicationTestCase):
         self.successResultOf(claimed)
         self.pass_time(TTL / 3 + 0.25)
         self.assertIn("22222222-2222-2222-2222-222222222222", self.store.slots)
+
+    def test_a_dead_replicas_pool_kernel_is_shut_down_by_whoever_takes_it_over(self) -> None:
+        """A prespawned kernel belongs to its replica's pool: taken over (even from a mirror), it is ended, not kept."""
+        a, b = Replica(self, "a"), Replica(self, "b")
+        started = a.kernels.start_kernel("python3", role=PRESPAWN)
+        self.settle()
+        kernel = self.successResultOf(started)
+        mirror = b.find(kernel.kernel_id)
+        fake = self.fake_of(kernel)
+        a.crash()
+        self.pass_time(TTL * 2)
+        self.assertTrue(mirror.gone)
+        self.assertTrue(fake.ended)
+        self.assertEqual(self.store.records, {})
