@@ -7,6 +7,7 @@ decoding is independent of kgd's codec.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -71,6 +72,19 @@ def stdout(messages: list[Message]) -> str:
 def replies(messages: list[Message], channel: str = "shell") -> list[Message]:
     """The replies among ``messages`` on ``channel``."""
     return [m for m in messages if m["channel"] == channel]
+
+
+def release(gate: str) -> bool:
+    """Open and close the write end of a FIFO a cell reads, ending its read; False until the cell has it open.
+
+    ``execute_input`` is published before the cell runs, so the reader may not be there yet (ENXIO)."""
+    try:
+        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as error:
+        if error.errno != errno.ENXIO:
+            raise
+        return False
+    return True
 
 
 def upgrade_headers(**extra: str) -> dict[str, str]:
@@ -301,7 +315,7 @@ class ConnectionsTests(ChannelsTestCase):
         yield ws.wait_for(of_type("execute_input", "iopub"))
         yield ws.close()
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["connections"] == 0))
-        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO, not a hang, if the cell is not reading
+        yield poll_until(lambda: release(gate))
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["execution_state"] == "idle"))
         return cell
 
