@@ -2,7 +2,8 @@
 # of the frame; H, P, M, C are the JSON parts header, parent_header, metadata,
 # content exactly as produced by their author; B... are binary buffers):
 #
-#   ZeroMQ multipart, kernel <-> gateway (one bytes object per frame):
+#   ZeroMQ multipart, kernel <-> gateway (one bytes object per frame; from a
+#   kernel, C and B may be read-only memoryviews of ZeroMQ's message):
 #     [ident..., b"<IDS|MSG>", sig, H, P, M, C, B...]
 #     sig = hex(HMAC-SHA256(key, H + P + M + C)), or b"" when the key is empty;
 #     buffers are not signed; idents route on ROUTER/PUB sockets and are dropped.
@@ -57,6 +58,8 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct("<Q")
 _U32_MAX = 0xFFFFFFFF
 _JSON_WHITESPACE = b" \t\n\r"
+#: A message part: bytes, or a read-only view of a large ZeroMQ frame (never copied on the relay path).
+Part = bytes | memoryview
 # Number of frames after the delimiter before the buffers start.
 _ZMQ_FIXED_FRAMES = 5
 
@@ -94,7 +97,7 @@ def _reject_constant(name: str) -> NoReturn:
     raise MalformedMessage(f"{name} is not valid JSON")
 
 
-def _loads(text: bytes | str) -> Any:
+def _loads(text: Part | str) -> Any:
     """Parse strict JSON, turning every failure into MalformedMessage.
 
     Bytes must be UTF-8 (the only encoding Jupyter uses; json.loads would
@@ -103,8 +106,8 @@ def _loads(text: bytes | str) -> Any:
     for deeply nested input; both are a hostile or broken peer, not a bug.
     """
     try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            text = str(text, "utf-8")
         return json.loads(text, parse_constant=_reject_constant)
     except MalformedMessage:
         raise
@@ -136,7 +139,7 @@ def _dumps_str(value: str) -> bytes:
     return json.dumps(value).encode("ascii")
 
 
-def parse_json_part(part: bytes) -> dict[str, Any]:
+def parse_json_part(part: Part) -> dict[str, Any]:
     """Parse one JSON message part that must be an object.
 
     For callers that need to look inside a part the relay passes through,
@@ -147,6 +150,11 @@ def parse_json_part(part: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MalformedMessage(f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def part_contains(part: Part, needle: bytes) -> bool:
+    """Whether ``needle`` occurs in ``part``: ``in`` on a memoryview looks for one byte value, not a sequence."""
+    return needle in (part if isinstance(part, bytes) else bytes(part))
 
 
 def _header_ids(header: bytes) -> tuple[str, str]:
@@ -179,8 +187,8 @@ class RawMessage:
     header: bytes
     parent_header: bytes
     metadata: bytes
-    content: bytes
-    buffers: list[bytes] = field(default_factory=list, hash=False)
+    content: Part
+    buffers: list[Part] = field(default_factory=list, hash=False)
     msg_id: str = field(init=False, compare=False)
     msg_type: str = field(init=False, compare=False)
     _parent_ids: tuple[str, str] | None = field(
@@ -255,23 +263,26 @@ class Signer:
         self._session = Session(key=key, signature_scheme="hmac-sha256")
         self._enabled = bool(key)
 
-    def sign(self, parts: Sequence[bytes]) -> bytes:
+    def sign(self, parts: Sequence[Part]) -> bytes:
         """Return the hex digest of header, parent, metadata and content."""
         return self._session.sign(list(parts))
 
-    def verify(self, signature: bytes, parts: Sequence[bytes]) -> bool:
+    def verify(self, signature: Part, parts: Sequence[Part]) -> bool:
         """Check ``signature`` over ``parts`` in constant time."""
         if not self._enabled:
             return True
         return hmac.compare_digest(signature, self.sign(parts))
 
 
-def from_zmq(frames: list[bytes], signer: Signer) -> RawMessage:
+def from_zmq(frames: Sequence[Part], signer: Signer) -> RawMessage:
     """Decode a multipart message received from a kernel socket.
 
     Routing identities before the delimiter are dropped; the gateway's DEALER
     and SUB sockets have no use for them. Raises BadSignature when the HMAC
-    does not match and MalformedMessage for any other defect.
+    does not match and MalformedMessage for any other defect. Content and
+    buffers stay as they came (views of a large output are verified and framed
+    without a copy); header, parent header and metadata become bytes, which
+    the gateway parses and which are small.
     """
     try:
         start = frames.index(DELIMITER) + 1
@@ -282,16 +293,18 @@ def from_zmq(frames: list[bytes], signer: Signer) -> RawMessage:
     signature, header, parent_header, metadata, content = frames[start : start + _ZMQ_FIXED_FRAMES]
     if not signer.verify(signature, (header, parent_header, metadata, content)):
         raise BadSignature("HMAC signature does not match")
-    return RawMessage(header, parent_header, metadata, content, frames[start + _ZMQ_FIXED_FRAMES :])
+    return RawMessage(
+        bytes(header), bytes(parent_header), bytes(metadata), content, list(frames[start + _ZMQ_FIXED_FRAMES :])
+    )
 
 
-def to_zmq(message: RawMessage, signer: Signer) -> list[bytes]:
+def to_zmq(message: RawMessage, signer: Signer) -> list[Part]:
     """Encode a message for a kernel socket, signed with the kernel's key."""
     parts = [message.header, message.parent_header, message.metadata, message.content]
     return [DELIMITER, signer.sign(parts), *parts, *message.buffers]
 
 
-def _legacy_json_pieces(channel: str, message: RawMessage, buffers_field: bytes) -> list[bytes]:
+def _legacy_json_pieces(channel: str, message: RawMessage, buffers_field: bytes) -> list[Part]:
     """The legacy JSON object as pieces: the raw parts between the literal glue."""
     return [
         b'{"header":',
@@ -346,15 +359,15 @@ def to_ws_legacy_binary(channel: str, message: RawMessage) -> bytes:
     return b"".join((table, *parts))
 
 
-def to_ws_legacy_pieces(channel: str, message: RawMessage) -> tuple[list[bytes], bool]:
+def to_ws_legacy_pieces(channel: str, message: RawMessage) -> tuple[list[Part], bool]:
     """Encode for a legacy-protocol client, as Jupyter Server does, in pieces.
 
     Returns pieces whose concatenation is the frame payload, and whether it
     must go out as a binary frame: only messages with buffers need one.
 
-    For a writer that hands them to the socket as they are (a vectored
-    write), so that megabytes of output are not copied once more just to be
-    joined: the parts stay the kernel's own bytes objects.
+    For a writer that joins them once, into what it sends, so that
+    megabytes of output are copied only there: the parts stay the kernel's
+    own (views of ZeroMQ's frames, for large ones).
     """
     if not message.buffers:
         return _legacy_json_pieces(channel, message, b',"buffers":[]'), False
@@ -427,7 +440,7 @@ def _is_empty_buffers(value: Any) -> bool:
     return value is None or (isinstance(value, (list, dict)) and not value)
 
 
-def _from_ws_object(message: Any, buffers: list[bytes]) -> tuple[str, RawMessage]:
+def _from_ws_object(message: Any, buffers: list[Part]) -> tuple[str, RawMessage]:
     """Build a RawMessage from a decoded legacy-protocol JSON object."""
     if not isinstance(message, dict):
         raise MalformedMessage("message must be a JSON object")
@@ -501,7 +514,7 @@ def from_ws_legacy_binary(data: bytes) -> tuple[str, RawMessage]:
     return _from_ws_object(_loads(parts[0]), parts[1:])
 
 
-def to_ws_v1_pieces(channel: str, message: RawMessage) -> list[bytes]:
+def to_ws_v1_pieces(channel: str, message: RawMessage) -> list[Part]:
     """Encode as a v1-subprotocol binary frame, parts verbatim, in pieces (see to_ws_legacy_pieces)."""
     parts = [
         channel.encode("utf-8"),

@@ -11,6 +11,12 @@ hands it the turn, then yields and goes on in the next turn: txzmq's own
 reader drains a socket completely, so one kernel flooding output would keep
 every other kernel's replies (and every client's frames) waiting behind it.
 
+Frames of at least ``ZERO_COPY_MIN`` bytes are handed up as read-only
+memoryviews of ZeroMQ's own message (``copy=False``), not copied into
+bytes: a cell's output arrives as one message of megabytes, which the relay
+verifies and frames without needing its own copy.  Smaller frames are bytes
+(a copy is cheaper than a ``zmq.Frame``, and headers are parsed anyway).
+
 The heartbeat channel is not opened: like jupyter_client's restarter, kgd
 learns that a kernel died from its process (or its provisioner's poll), which
 is exact, where a missed heartbeat under load is a guess.
@@ -24,7 +30,9 @@ from zope.interface import implementer
 
 from kgd.interfaces import IZmqSocket, IZmqSockets
 
-Receiver = Callable[[list[bytes]], None]
+#: A received frame: bytes, or a read-only view of ZeroMQ's message if it is large.
+Frame = bytes | memoryview
+Receiver = Callable[[list[Frame]], None]
 
 #: Messages one socket reads before other sockets and connections get the reactor.
 READS_PER_TURN = 64
@@ -32,6 +40,8 @@ READS_PER_TURN = 64
 #: default; txzmq's is 0, no limit).  Past it the kernel's PUB drops output for
 #: kgd, as it does for any Jupyter client that falls that far behind.
 IOPUB_HWM = 1000
+#: Frames from this size on are not copied out of ZeroMQ (pyzmq's own COPY_THRESHOLD for sends).
+ZERO_COPY_MIN = 64 * 1024
 
 
 def channel_url(connection_info: dict[str, Any], channel: str) -> str:
@@ -93,8 +103,21 @@ class TxZmqSockets:
                 self._receive = receive
                 super().__init__(factory, endpoint, identity=identity)
 
-            def messageReceived(self, message: list[bytes]) -> None:
+            def messageReceived(self, message: list[Frame]) -> None:
                 self._receive(message)
+
+            def _readMultipart(self) -> list[Frame]:
+                """One whole message, large frames as views (txzmq's copies every frame into bytes).
+
+                ``ZMQError`` (EAGAIN) when none waits; frames read so far are
+                kept for the next call, as txzmq does.
+                """
+                while True:
+                    frame = self.socket.recv(constants.NOBLOCK, copy=False)
+                    self.recv_parts.append(frame.buffer.toreadonly() if len(frame) >= ZERO_COPY_MIN else frame.bytes)
+                    if not frame.more:
+                        message, self.recv_parts = self.recv_parts, []
+                        return message
 
             def doRead(self) -> None:
                 """Read up to ``READS_PER_TURN`` messages; if more wait, read on in the next reactor turn.

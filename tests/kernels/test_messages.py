@@ -36,6 +36,7 @@ from kgd.kernels.messages import (
     from_zmq,
     new_message,
     parse_json_part,
+    part_contains,
     to_ws_json,
     to_ws_legacy_binary,
     to_ws_legacy_pieces,
@@ -253,6 +254,17 @@ class ParseJsonPartTests(SynchronousTestCase):
             with self.assertRaises(MalformedMessage, msg=part):
                 parse_json_part(part)
 
+    def test_views(self) -> None:
+        """A memoryview part (a large ZeroMQ frame) parses and is rejected like bytes."""
+        self.assertEqual(parse_json_part(memoryview(b'{"a":"\xc3\xa9"}')), {"a": "é"})
+        self.assertRaises(MalformedMessage, parse_json_part, memoryview(b"\xff{}"))
+
+    def test_part_contains(self) -> None:
+        """part_contains finds a byte sequence in bytes and in views (where ``in`` would not)."""
+        for part in (b'{"execution_state":"idle"}', memoryview(b'{"execution_state":"idle"}')):
+            self.assertTrue(part_contains(part, b'"idle"'))
+            self.assertFalse(part_contains(part, b'"dead"'))
+
 
 class SignerTests(SynchronousTestCase):
     """HMAC-SHA256 signing as Jupyter kernels do it."""
@@ -337,6 +349,20 @@ class ZmqTests(SynchronousTestCase):
         """With signing disabled on both ends, messages pass."""
         _, frames = self.session_frames(key=b"")
         self.assertEqual(from_zmq(frames, Signer(b"")).msg_type, "execute_reply")
+
+    def test_views(self) -> None:
+        """Frames as read-only views (large ZeroMQ frames) verify; content and buffers stay views, the rest is bytes."""
+        session, frames = self.session_frames(buffers=[b"\x00buf"])
+        views = [memoryview(frame).toreadonly() for frame in frames]
+        message = from_zmq(views, Signer(KEY))
+        self.assertEqual(message, from_zmq(frames, Signer(KEY)))
+        for part in (message.header, message.parent_header, message.metadata):
+            self.assertIs(type(part), bytes)
+        self.assertIsInstance(message.content, memoryview)
+        self.assertIsInstance(message.buffers[0], memoryview)
+        tampered = list(views)
+        tampered[-2] = memoryview(bytes(frames[-2])[:-1] + b" ")
+        self.assertRaises(BadSignature, from_zmq, tampered, Signer(KEY))
 
     def test_buffers_unsigned(self) -> None:
         """Buffers are outside the HMAC, as in Jupyter; they pass unchanged."""

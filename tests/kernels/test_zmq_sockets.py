@@ -9,7 +9,7 @@ import zmq
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from kgd.kernels.zmq_sockets import IOPUB_HWM, READS_PER_TURN, TxZmqSockets
+from kgd.kernels.zmq_sockets import IOPUB_HWM, READS_PER_TURN, ZERO_COPY_MIN, TxZmqSockets
 from tests.integration.daemon import poll_until
 
 
@@ -68,3 +68,24 @@ class ReadsPerTurnTests(unittest.TestCase):
         _, url = self.kernel_side(zmq.PUB)
         subscriber = self.sockets.subscriber(url, lambda frames: None)
         self.assertEqual(subscriber._connection.socket.get(zmq.RCVHWM), IOPUB_HWM)
+
+    @defer.inlineCallbacks
+    def test_large_frames_are_not_copied(self) -> None:
+        """Frames from ZERO_COPY_MIN bytes on arrive as read-only views of ZeroMQ's message, smaller ones as bytes."""
+        publisher, url = self.kernel_side(zmq.PUB)
+        received: list[list[Any]] = []
+        self.sockets.subscriber(url, received.append)
+        large = b"x" * ZERO_COPY_MIN
+        small = b"y" * (ZERO_COPY_MIN - 1)
+
+        def publish() -> bool:
+            publisher.send_multipart([small, large])
+            return bool(received)
+
+        yield poll_until(publish, timeout=30)
+        first, second = received[0]
+        self.assertIs(type(first), bytes)
+        self.assertEqual(first, small)
+        self.assertIsInstance(second, memoryview)
+        self.assertTrue(second.readonly)
+        self.assertEqual(second, large)

@@ -289,7 +289,7 @@ class KernelSessions:
     # -- kernel events -------------------------------------------------------
 
     def _iopub(self, message: RawMessage) -> None:
-        if message.msg_type == "status" and not self._died and b'"dead"' in message.content:
+        if message.msg_type == "status" and not self._died and messages.part_contains(message.content, b'"dead"'):
             # Kernels never report "dead"; the gateway does, when it gives up restarting.
             try:
                 self._died = messages.parse_json_part(message.content).get("execution_state") == "dead"
@@ -299,7 +299,7 @@ class KernelSessions:
         if owner is not None:
             # The busy/idle around a nudge tells only the nudged session something: with
             # thousands of connections, fanning each out to all of them was the cost of a connect.
-            if message.msg_type == "status" and b'"idle"' in message.content:
+            if message.msg_type == "status" and messages.part_contains(message.content, b'"idle"'):
                 del self.nudge_owners[message.parent_msg_id]
             owner.deliver("iopub", message)
             return

@@ -67,7 +67,7 @@ from twisted.web.resource import IResource
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
-from kgd.kernels.messages import RawMessage
+from kgd.kernels.messages import Part, RawMessage
 from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
@@ -153,7 +153,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self._session_id: str | None = None
         self._session: ChannelSession | None = None
         self._v1 = False
-        self._backlog: list[list[bytes]] | None = None  # frames held while the client is not reading
+        self._backlog: list[list[Part]] | None = None  # frames held while the client is not reading
         self._backlog_bytes = 0
 
     def bind(self, channels: "Channels", kernel: Kernel, session_id: str | None) -> None:
@@ -203,7 +203,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
     def resumeProducing(self) -> None:
         """The client caught up: hand held frames to the transport, in order, until it is full again.
 
-        The transport pauses this producer from within ``writeSequence`` once
+        The transport pauses this producer from within ``write`` once
         its buffer passes its ``bufferSize``; what is left stays held here,
         counted against the bound.  Handing over the whole backlog instead
         would double it: the transport's buffer, then its join into one
@@ -214,7 +214,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
         for index, pieces in enumerate(backlog or ()):
             if self.state != _OPEN:
                 return
-            self.transport.writeSequence(pieces)
+            self._write(pieces)
             if self._backlog is not None:  # paused again
                 assert backlog is not None
                 rest = backlog[index + 1 :]
@@ -301,12 +301,11 @@ class ChannelsProtocol(WebSocketServerProtocol):
         """Send one kernel message, as a single frame in the negotiated format.
 
         Not Autobahn's ``sendMessage``: its size limit is for what clients
-        send, not for a kernel's output, and it wants the payload as one
-        bytes object.  Here the frame header and the codec's pieces (the
-        kernel's own parts between a little JSON glue) go to the transport
-        as they are, so megabytes of output are copied once, by the
-        transport, instead of three times.  No extension is negotiated, so a
-        message is one final unmasked frame.
+        send, not for a kernel's output, and it copies the payload into its
+        frame.  Here the frame header and the codec's pieces (the kernel's
+        own parts, views of ZeroMQ's message, between a little JSON glue)
+        are joined once, when written (see ``_write``).  No extension is
+        negotiated, so a message is one final unmasked frame.
         """
         if self.state != _OPEN:
             return
@@ -329,10 +328,10 @@ class ChannelsProtocol(WebSocketServerProtocol):
         if self.state == _OPEN:
             self._send_or_hold([frame_header(OPCODE_PONG, len(payload)), payload])
 
-    def _send_or_hold(self, pieces: list[bytes]) -> None:
+    def _send_or_hold(self, pieces: list[Part]) -> None:
         """Write a frame, or hold it while the client is not reading; past the bound, close (1008)."""
         if self._backlog is None:
-            self.transport.writeSequence(pieces)
+            self._write(pieces)
             return
         self._backlog.append(pieces)
         self._backlog_bytes += sum(map(len, pieces))
@@ -341,6 +340,17 @@ class ChannelsProtocol(WebSocketServerProtocol):
             # Its session keeps what follows (within its own bounds) for a reconnect.
             self._backlog = None
             self._refuse(CLOSE_POLICY_VIOLATION, f"client not reading: over {limit} bytes of output held")
+
+    def _write(self, pieces: list[Part]) -> None:
+        """Hand one frame to the transport as one bytes object: the only copy of a kernel's output in kgd.
+
+        The transport takes bytes only, and joins whatever it holds before
+        sending; one object written into its empty buffer is sent as it is.
+        Writing the pieces instead (``writeSequence``) would have it copy a
+        large output into that join after ZeroMQ's frame was copied into
+        bytes: two copies of every byte where one must be.
+        """
+        self.transport.write(b"".join(pieces))
 
     def _relayed(self, channel: str, direction: str, nbytes: int) -> None:
         if self._channels is not None:
@@ -372,7 +382,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self.end(code, reason)
 
 
-def encode_frame(channel: str, message: RawMessage, v1: bool) -> tuple[list[bytes], int]:
+def encode_frame(channel: str, message: RawMessage, v1: bool) -> tuple[list[Part], int]:
     """One WebSocket frame of ``message`` (v1 binary or legacy JSON) as pieces, and its payload size.
 
     Made once per message and format (``RawMessage.derived``) and shared by
