@@ -16,10 +16,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
 from kgd.kernels.kernels import Kernels
+from kgd.kernels.session_table import NotebookSession, SessionStore, UnknownSession
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
-from kgd.personalities.jupyter_websocket.sessions import NotebookSession, SessionStore, UnknownSession, session_model
+from kgd.personalities.jupyter_websocket.sessions import session_model
 from kgd.service import personality_settings
 from tests.kernels.fakes import fake_machine
 
@@ -66,13 +67,13 @@ class SessionStoreTests(SynchronousTestCase):
         self.assertRaises(UnknownSession, self.store.get, "s1")
         self.assertEqual(self.store.list(), [])
 
-    def test_prune_and_kernel_use(self) -> None:
-        """Sessions whose kernel is not live are dropped; kernel use is tracked."""
+    def test_forget_kernels_and_kernel_use(self) -> None:
+        """Sessions bound to gone kernels are dropped; kernel use is tracked."""
         self.store.create("a", "", "notebook", "k1")
         self.store.create("b", "", "notebook", "k2")
         self.store.create("c", "", "notebook", "k1")
         self.assertTrue(self.store.uses_kernel("k1"))
-        dropped = self.store.prune(["k2"])
+        dropped = self.store.forget_kernels(["k1", "k9"])
         self.assertEqual([s.session_id for s in dropped], ["s1", "s3"])
         self.assertEqual([s.session_id for s in self.store.list()], ["s2"])
         self.assertFalse(self.store.uses_kernel("k1"))
