@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from kgd.interfaces import ISessionTable
-from kgd.kernels.session_table import MUTABLE_FIELDS, NotebookSession, UnknownSession, changed, new_session_id
+from kgd.kernels.session_table import NotebookSession, UnknownSession, changed, new_session_id
 
 log = Logger()
 
@@ -161,9 +161,6 @@ class RedisSessionTable:
 
     @defer.inlineCallbacks
     def update(self, session_id: str, changes: Mapping[str, Any]) -> Any:
-        unknown = set(changes) - MUTABLE_FIELDS
-        if unknown:
-            raise TypeError(f"not session fields: {sorted(unknown)}")
         while True:
             raw = yield self._call("hget", self._key, session_id)
             read = None if raw is None else self._decode(raw)

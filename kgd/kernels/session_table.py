@@ -20,7 +20,7 @@ from zope.interface import implementer
 from kgd.interfaces import ISessionTable
 
 #: The fields of a session that may change.
-MUTABLE_FIELDS = frozenset({"path", "name", "type", "kernel_id"})
+_MUTABLE_FIELDS = frozenset({"path", "name", "type", "kernel_id"})
 
 
 class UnknownSession(LookupError):
@@ -49,7 +49,7 @@ def new_session_id() -> str:
 
 def changed(session: NotebookSession, changes: Mapping[str, str]) -> NotebookSession:
     """``session`` with some of ``path``, ``name``, ``type``, ``kernel_id`` changed; any other field is a TypeError."""
-    unknown = set(changes) - MUTABLE_FIELDS
+    unknown = set(changes) - _MUTABLE_FIELDS
     if unknown:
         raise TypeError(f"not session fields: {sorted(unknown)}")
     return replace(session, **changes)
