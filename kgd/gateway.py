@@ -1,4 +1,4 @@
-"""The running parts every personality is built on: kernels, specs, clock, metrics, readiness.
+"""The running parts every personality is built on: kernels, specs, clock, metrics, readiness, sessions.
 
 No settings live here: ``kgd.service.makeService`` reads the settings once
 and hands each personality its own values beside this object, so a
@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kgd.interfaces import ISessionTable
 from kgd.kernels.kernels import Kernels
 from kgd.kernels.seed import Seed
+from kgd.kernels.session_table import MemorySessionTable
 from kgd.kernels.specs import KernelSpecs
 from kgd.metrics import Metrics
 from kgd.readiness import Readiness
@@ -38,6 +40,8 @@ class Gateway:
     services: list[Any] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Readiness = field(default_factory=Readiness)
+    #: Jupyter Server's sessions: in memory, or shared by replicas in their Redis store.
+    session_table: ISessionTable = field(default_factory=MemorySessionTable)
 
     def url(self, *segments: str) -> str:
         """An absolute path below the base URL, e.g. ``url("api", "kernels", kid)``."""

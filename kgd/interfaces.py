@@ -3,7 +3,8 @@
 Each names a collaborator that has more than one implementation, or that
 tests replace with a fake: how a kernel is provisioned (a local process
 today, a jupyter_client provisioner for remote kernels), how the gateway
-reaches a kernel's ZeroMQ sockets, and what API a personality serves.
+reaches a kernel's ZeroMQ sockets, what API a personality serves, and where
+kernels, leases and sessions are kept.
 """
 
 from __future__ import annotations
@@ -148,3 +149,41 @@ class ILeaseTable(Interface):
 
     def owner(kernel_id):
         """Fire with the current holder's id, or None if the lease is free."""
+
+
+class ISessionTable(Interface):
+    """Jupyter Server's sessions (a document bound to a kernel), as every server of ``/api/sessions`` sees them.
+
+    Rows are ``kgd.kernels.session_table.NotebookSession`` values.  One
+    daemon keeps them in memory; replicas share them in their store, so every
+    method returns a Deferred, and a table that cannot be reached fails it
+    with ``kgd.kernels.records.StoreUnavailable``.
+    """
+
+    def add(path, name, type, kernel_id):
+        """Fire with ``(session, True)`` for a new session of ``path``, or ``(its session, False)`` if it has one.
+
+        At most one session per path, even when two servers add one at once."""
+
+    def get(session_id):
+        """Fire with the session of this id; fail with ``UnknownSession`` if there is none."""
+
+    def find_by_path(path):
+        """Fire with the session of a document path, or None."""
+
+    def list():
+        """Fire with every session, oldest first."""
+
+    def update(session_id, changes):
+        """Change some of ``path``, ``name``, ``type``, ``kernel_id`` (a dict); fire with the new row.
+
+        ``UnknownSession`` if there is no such session; a change made meanwhile by another server is kept."""
+
+    def remove(session_id):
+        """Remove a session; fire with it, or fail with ``UnknownSession``."""
+
+    def uses_kernel(kernel_id):
+        """Fire True if some session is bound to this kernel."""
+
+    def forget_kernels(kernel_ids):
+        """Drop every session bound to one of these (gone) kernels; fire with the dropped sessions."""

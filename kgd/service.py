@@ -45,6 +45,7 @@ from kgd.kernels.launcher import LocalLauncher
 from kgd.kernels.kernels import Kernels
 from kgd.kernels.process_identity import this_host
 from kgd.kernels.process_watch import watch_exit
+from kgd.kernels.session_table import MemorySessionTable
 from kgd.kernels.specs import KernelSpecs, warn_about_provisioners
 from kgd.metrics import Metrics, MetricsService
 from kgd.options import SETTINGS_BY_KEY, GatewaySettings
@@ -301,7 +302,11 @@ def makeService(
         replication.setServiceParent(top)
     # Among replicas, each counts the kernels it supervises: the sum is the cluster's.
     metrics.watch_kernels(lambda: [kernel for kernel in kernels.list() if not kernel.mirrored])
-    gateway = Gateway(kernels, specs, reactor, base_url=settings.base_url, metrics=metrics, readiness=readiness)
+    gateway = Gateway(
+        kernels, specs, reactor, base_url=settings.base_url, metrics=metrics, readiness=readiness,
+        # Among replicas, a session made through one is served by every one.
+        session_table=store.session_table() if replicated else MemorySessionTable(),
+    )
     personalities = available_personalities()
     install_kernel_policies(
         gateway,

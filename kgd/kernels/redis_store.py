@@ -7,6 +7,7 @@ Keys, all under a configurable prefix (``kgd:`` below)::
     kgd:lease:<id>    the id of the replica that supervises the kernel, with a TTL
     kgd:slots         set of the ids holding one of ``--max-kernels`` slots
     kgd:events        pub/sub channel of ``kgd.kernels.replica_events`` messages
+    kgd:sessions      hash of Jupyter Server's sessions (``kgd.kernels.redis_sessions``)
 
 ``RedisKernelStore`` provides ``IKernelStore`` and ``ILeaseTable`` over one
 txredisapi connection that reconnects by itself.  Every call is bounded by a
@@ -37,6 +38,7 @@ from zope.interface import implementer
 
 from kgd.interfaces import IKernelStore, ILeaseTable
 from kgd.kernels.records import BadRecord, KernelRecord, StoreUnavailable, decode_record, encode_record
+from kgd.kernels.redis_sessions import RedisSessionTable
 from kgd.kernels.redis_url import RedisAddress
 
 log = Logger()
@@ -234,6 +236,12 @@ class RedisKernelStore:
     def slots_in_use(self) -> defer.Deferred[int]:
         """How many kernels, started or starting, hold a slot across all replicas."""
         return self._call("scard", f"{self._prefix}slots").addCallback(int)
+
+    # sessions
+
+    def session_table(self) -> RedisSessionTable:
+        """Jupyter Server's sessions, shared by every replica, over this store's connection and timeout."""
+        return RedisSessionTable(self._call, f"{self._prefix}sessions", self._clock)
 
     # events
 

@@ -1,4 +1,4 @@
-"""kgd replicas behind a real HAProxy over a real Redis: every replica serves every kernel, failover loses nothing.
+"""kgd replicas behind a real HAProxy over a real Redis: every replica serves every kernel and session, failover loses nothing.
 
 Real processes throughout (``tests.integration.replicas.Cluster``): redis-server,
 kgd daemons with ``--kernel-store redis://``, real ipykernels, HAProxy round
@@ -135,6 +135,38 @@ class ServingTests(ReplicasTestCase):
             status, _, body = yield client.request("POST", "/api/kernels", {})
             self.assertEqual(status, 403, body)
         self.assertEqual(len(cluster.kernel_pids()), 1)
+
+
+class SessionTests(ReplicasTestCase):
+    @defer.inlineCallbacks
+    def test_every_replica_serves_every_session(self) -> None:
+        """A session made through the balancer is got, renamed, re-posted and listed through each replica directly
+        (one session per path, one kernel); DELETE through the balancer ends its kernel's process everywhere."""
+        cluster = yield self.cluster(replicas=3)
+        status, _, model = yield cluster.lb.request("POST", "/api/sessions", {"path": "work/a.ipynb", "type": "notebook", "name": "a"})
+        self.assertEqual(status, 201, model)
+        session_id, kernel_id = model["id"], model["kernel"]["id"]
+        (pid,) = yield poll_until(cluster.kernel_pids, timeout=30)
+        for index, client in enumerate(cluster.clients):
+            status, _, fetched = yield client.request("GET", f"/api/sessions/{session_id}")
+            self.assertEqual((status, fetched["kernel"]["id"]), (200, kernel_id), client.daemon.url)
+            status, _, patched = yield client.request("PATCH", f"/api/sessions/{session_id}", {"name": f"by-{index}"})
+            self.assertEqual((status, patched["name"], patched["kernel"]["id"]), (200, f"by-{index}", kernel_id))
+            status, _, again = yield client.request("POST", "/api/sessions", {"path": "work/a.ipynb", "type": "notebook"})
+            self.assertEqual((status, again["id"]), (201, session_id), client.daemon.url)
+        for client in cluster.clients:
+            status, _, listed = yield client.request("GET", "/api/sessions")
+            self.assertEqual([(s["id"], s["name"]) for s in listed], [(session_id, "by-2")], client.daemon.url)
+        self.assertEqual(cluster.kernel_pids(), [pid], "one kernel for the path")
+
+        status, _, body = yield cluster.lb.request("DELETE", f"/api/sessions/{session_id}")
+        self.assertEqual(status, 204, body)
+        yield poll_until(lambda: not pid_alive(pid), timeout=15)
+        for client in cluster.clients:
+            status, _, _ = yield client.request("GET", f"/api/sessions/{session_id}")
+            self.assertEqual(status, 404, client.daemon.url)
+            status, _, _ = yield client.request("GET", f"/api/kernels/{kernel_id}")
+            self.assertEqual(status, 404, client.daemon.url)
 
 
 class FailoverTests(ReplicasTestCase):

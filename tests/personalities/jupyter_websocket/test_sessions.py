@@ -2,7 +2,9 @@
 
 Routes run through ``StubTreq`` over the kernels REST app; kernels are
 ``tests.kernels.fakes`` kernels driven by a Clock, so a whole start or
-shutdown happens inside ``clock.advance``.
+shutdown happens inside ``clock.advance``.  Replicas are those of
+``tests.kernels.test_replication``, sharing the in-memory kernel store and a
+``RedisSessionTable`` over ``FakeRedisHashes``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from kgd.gateway import Gateway
 from kgd.kernels.kernels import Kernels
+from kgd.kernels.redis_sessions import RedisSessionTable
+from kgd.kernels.session_table import NotebookSession, SessionStore, UnknownSession
 from kgd.options import default_config
 from kgd.personalities.jupyter_websocket.personality import JupyterWebsocketPersonality
 from kgd.personalities.jupyter_websocket.rest import KernelsAPI
-from kgd.personalities.jupyter_websocket.sessions import NotebookSession, SessionStore, UnknownSession, session_model
+from kgd.personalities.jupyter_websocket.sessions import session_model
 from kgd.service import personality_settings
+from tests.kernels.fake_redis_hash import FakeRedisHashes
 from tests.kernels.fakes import fake_machine
+from tests.kernels.test_replication import Replica, ReplicationTestCase
 
 
 def counter_ids() -> Any:
@@ -66,13 +72,13 @@ class SessionStoreTests(SynchronousTestCase):
         self.assertRaises(UnknownSession, self.store.get, "s1")
         self.assertEqual(self.store.list(), [])
 
-    def test_prune_and_kernel_use(self) -> None:
-        """Sessions whose kernel is not live are dropped; kernel use is tracked."""
+    def test_forget_kernels_and_kernel_use(self) -> None:
+        """Sessions bound to gone kernels are dropped; kernel use is tracked."""
         self.store.create("a", "", "notebook", "k1")
         self.store.create("b", "", "notebook", "k2")
         self.store.create("c", "", "notebook", "k1")
         self.assertTrue(self.store.uses_kernel("k1"))
-        dropped = self.store.prune(["k2"])
+        dropped = self.store.forget_kernels(["k1", "k9"])
         self.assertEqual([s.session_id for s in dropped], ["s1", "s3"])
         self.assertEqual([s.session_id for s in self.store.list()], ["s2"])
         self.assertFalse(self.store.uses_kernel("k1"))
@@ -280,3 +286,75 @@ class SessionRoutesTests(SynchronousTestCase):
         self.assertEqual(self.call("DELETE", f"/api/kernels/{model['kernel']['id']}")[0], 204)
         self.assertEqual(self.call("GET", "/api/sessions")[2], [])
         self.assertEqual(self.call("GET", f"/api/sessions/{model['id']}")[0], 404)
+
+
+class ReplicatedSessionRoutesTests(ReplicationTestCase):
+    """Two replicas' ``/api/sessions`` over one kernel store and one Redis session table (in memory, on a Clock)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.redis = FakeRedisHashes()
+        self.replicas = [Replica(self, "a"), Replica(self, "b")]
+        settings = personality_settings(JupyterWebsocketPersonality(), default_config(list_kernels=True))
+        self.clients = [
+            StubTreq(
+                KernelsAPI(
+                    settings,
+                    Gateway(replica.kernels, self.specs, self.clock, session_table=RedisSessionTable(self.redis.call, "kgd:sessions", self.clock)),
+                ).app.resource()
+            )
+            for replica in self.replicas
+        ]
+
+    def call(self, replica: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        client = self.clients[replica]
+        d = client.request(method, "http://gw" + path, data=None if body is None else json.dumps(body).encode())
+        for _ in range(10):
+            self.settle()
+            client.flush()
+        response = self.successResultOf(d)
+        content = self.successResultOf(response.content())
+        return response.code, json.loads(content) if content else None
+
+    def test_a_session_is_served_by_every_replica(self) -> None:
+        """Made through A: B gets, lists, renames and re-posts it (same session, no second kernel); DELETE through B
+        ends the kernel A supervises, and A answers 404 after."""
+        status, model = self.call(0, "POST", "/api/sessions", {"path": "a.ipynb", "type": "notebook", "name": "a"})
+        self.assertEqual(status, 201, model)
+        sid, kid = model["id"], model["kernel"]["id"]
+        status, fetched = self.call(1, "GET", f"/api/sessions/{sid}")
+        self.assertEqual((status, fetched["kernel"]["id"], fetched["kernel"]["execution_state"]), (200, kid, "idle"))
+        self.assertTrue(self.replicas[1].kernels.get(kid).mirrored)
+        self.assertEqual([s["id"] for s in self.call(1, "GET", "/api/sessions")[1]], [sid])
+        status, patched = self.call(1, "PATCH", f"/api/sessions/{sid}", {"name": "renamed"})
+        self.assertEqual((status, patched["name"]), (200, "renamed"))
+        self.assertEqual(self.call(0, "GET", f"/api/sessions/{sid}")[1]["name"], "renamed")
+        status, again = self.call(1, "POST", "/api/sessions", {"path": "a.ipynb", "type": "notebook"})
+        self.assertEqual((status, again["id"]), (201, sid))
+        self.assertEqual(len(self.launcher.launches), 1)
+
+        self.assertEqual(self.call(1, "DELETE", f"/api/sessions/{sid}")[0], 204)
+        self.assertEqual(self.launcher.alive(), [])
+        self.assertEqual(self.call(0, "GET", f"/api/sessions/{sid}")[0], 404)
+        self.assertEqual(self.redis.hashes["kgd:sessions"], {})
+
+    def test_a_session_whose_kernel_was_deleted_through_another_replica_is_dropped(self) -> None:
+        """A kernel deleted through A's /api/kernels takes its session with it on B too."""
+        _, model = self.call(0, "POST", "/api/sessions", {"path": "a", "type": "notebook"})
+        self.assertEqual(self.call(1, "GET", f"/api/sessions/{model['id']}")[0], 200)
+        self.assertEqual(self.call(0, "DELETE", f"/api/kernels/{model['kernel']['id']}")[0], 204)
+        self.assertEqual(self.call(1, "GET", "/api/sessions"), (200, []))
+        self.assertEqual(self.call(1, "GET", f"/api/sessions/{model['id']}")[0], 404)
+
+    def test_redis_down_is_503_with_the_reason(self) -> None:
+        """A session table out of reach answers 503 naming the store, never a 500."""
+        self.redis.unavailable = True
+        for method, path, body in [
+            ("GET", "/api/sessions", None),
+            ("GET", "/api/sessions/some-id", None),
+            ("POST", "/api/sessions", {"path": "a", "type": "notebook"}),
+            ("DELETE", "/api/sessions/some-id", None),
+        ]:
+            status, error = self.call(1, method, path, body)
+            self.assertEqual(status, 503, (method, path, error))
+            self.assertIn("Redis store at redis://fake unavailable", error["message"])
