@@ -34,9 +34,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from kgd.kernels.connection import KernelGone
+from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.leases import LeaseKeeper
 from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
+from kgd.kernels.shielded import shielded
 from kgd.kernels.replica_events import NoReply, PendingRequests, ReplicaEvent, encode_event, reply, request
 from kgd.readiness import Readiness
 
@@ -84,6 +86,7 @@ class Replication(Service):
         self._pending = PendingRequests(replica_id, clock, lease_ttl + 1 if request_timeout is None else request_timeout)
         self._refreshing: list[defer.Deferred[None]] | None = None
         self._declined: set[str] = set()  # kernels of another host, said once
+        self._taking_over: dict[str, list[defer.Deferred[Kernel | None]]] = {}
         self._loop = task.LoopingCall(self._reconcile_quietly)
         self._loop.clock = clock
         self._interval = lease_ttl / 3
@@ -131,6 +134,8 @@ class Replication(Service):
     @defer.inlineCallbacks
     def find(self, kernel_id: str) -> Any:
         """Mirror (or, if nobody supervises it, take over) the kernel of that id from its record."""
+        if kernel_id in self._taking_over:
+            return (yield self._joined(self._taking_over[kernel_id]))
         if kernel_id in self._keeper.held:
             raise UnknownKernel(kernel_id)  # still starting here: listed once it answers
         record = yield self._store.get(kernel_id)
@@ -287,9 +292,33 @@ class Replication(Service):
                 log.info("kernel slot of {kernel_id} freed: nobody started it", kernel_id=kernel_id, event="kernel_slot_freed")
                 yield self._store.release_slot(kernel_id)
 
+    def _take_over(self, record: KernelRecord) -> defer.Deferred[Kernel | None]:
+        """Supervise ``record``'s kernel if its lease is free and this replica can adopt it; fire with it, or None.
+
+        One takeover per kernel at a time: a request for the kernel meanwhile waits for it (``find``)."""
+        kernel_id = record.kernel_id
+        if kernel_id in self._taking_over:
+            return self._joined(self._taking_over[kernel_id])
+        waiters: list[defer.Deferred[Kernel | None]] = []
+        self._taking_over[kernel_id] = waiters
+
+        def settle(result: Any) -> Any:
+            del self._taking_over[kernel_id]
+            for waiter in waiters:
+                if not waiter.called:
+                    waiter.callback(result)  # a Failure errbacks it
+            return result
+
+        return shielded(self._adopt_if_free(record).addBoth(settle))
+
+    @staticmethod
+    def _joined(waiters: list[defer.Deferred[Any]]) -> defer.Deferred[Any]:
+        waiter: defer.Deferred[Any] = defer.Deferred()
+        waiters.append(waiter)
+        return waiter
+
     @defer.inlineCallbacks
-    def _take_over(self, record: KernelRecord) -> Any:
-        """Supervise ``record``'s kernel if its lease is free and this replica can adopt it; fire with it, or None."""
+    def _adopt_if_free(self, record: KernelRecord) -> Any:
         if not (yield self._keeper.acquire(record.kernel_id)):
             return None
         try:

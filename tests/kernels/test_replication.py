@@ -42,7 +42,8 @@ class Replica:
         self.host = host
         self.kernels = Kernels(
             test.specs, test.launcher, test.sockets, test.clock,
-            store=test.store, record_of=record_of, adopt_process=KernelAdopter(self.adopt, self.no_provisioner),
+            store=test.store, record_of=record_of,
+            adopt_process=KernelAdopter(lambda record: self.adopt(record), self.no_provisioner),
             adopt_timeout=5, detach_on_stop=True,
         )
         self.keeper = LeaseKeeper(test.store, name, TTL, test.clock, on_lost=self.kernels.let_go)
@@ -400,3 +401,20 @@ class DeadReplicaTests(ReplicationTestCase):
         self.assertTrue(mirror.gone)
         self.assertTrue(fake.ended)
         self.assertEqual(self.store.records, {})
+
+    def test_a_request_during_a_takeover_waits_for_it(self) -> None:
+        """While B adopts a dead owner's kernel (a provisioner's reload takes time), a request for it on B waits
+        for the adoption rather than answering that the kernel does not exist."""
+        a, b = Replica(self, "a"), Replica(self, "b")
+        kernel = a.start()
+        fake = self.fake_of(kernel)
+        gate: defer.Deferred[IRunningKernel] = defer.Deferred()
+        b.adopt = lambda record: gate  # type: ignore[method-assign,assignment,return-value]
+        a.crash()
+        self.pass_time(TTL + TTL / 3 + 0.5)
+        found = b.kernels.find(kernel.kernel_id)
+        self.settle()
+        self.assertNoResult(found)
+        gate.callback(fake)
+        self.settle()
+        self.assertFalse(self.successResultOf(found).mirrored)
