@@ -103,6 +103,7 @@ class KernelConnection:
         self._iopub_listeners: list[IopubListener] = []
         self._own_requests: dict[str, defer.Deferred[messages.RawMessage]] = {}
         self._ready: defer.Deferred[None] | None = None
+        self._joined: list[defer.Deferred[None]] = []  # handshakes asked for while one was under way
         self._iopub_seen = False
         self._info_seen = False
         if connection_info:
@@ -235,8 +236,13 @@ class KernelConnection:
         """Fire once kernel_info is answered and iopub flows; fail with HandshakeTimedOut.
 
         kernel_info_request is sent again every ``nudge_interval`` seconds:
-        until the SUB socket is subscribed, the kernel's status is lost.
+        until the SUB socket is subscribed, the kernel's status is lost.  A
+        handshake already under way is joined, not started twice.
         """
+        if self._ready is not None:
+            joined: defer.Deferred[None] = defer.Deferred()
+            self._joined.append(joined)
+            return joined
         self._iopub_seen = False
         self._info_seen = False
         ready: defer.Deferred[None] = defer.Deferred()
@@ -257,6 +263,9 @@ class KernelConnection:
             for call in calls:
                 if call.active():
                     call.cancel()
+            joined, self._joined = self._joined, []
+            for waiter in joined:
+                waiter.callback(result)  # a Failure errbacks it
             return result
 
         nudge()

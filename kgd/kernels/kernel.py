@@ -66,7 +66,7 @@ class Kernel:
         restart_policy: RestartPolicy | None = None,
         on_dead: Callable[["Kernel"], None] | None = None,
         on_launched: Callable[["Kernel"], None] | None = None,
-        on_restarting: Callable[["Kernel"], None] | None = None,
+        on_restart: Callable[["Kernel", str], None] | None = None,
         started: float | None = None,
     ) -> None:
         self.kernel_id = kernel_id
@@ -92,7 +92,7 @@ class Kernel:
             nudge_interval=nudge_interval,
             restart_policy=restart_policy,
             on_launched=(lambda running: on_launched(self)) if on_launched is not None else None,
-            on_restarting=(lambda: on_restarting(self)) if on_restarting is not None else None,
+            on_restart=(lambda phase: on_restart(self, phase)) if on_restart is not None else None,
         )
         self.env = dict(env)
         self.cwd = cwd
@@ -101,6 +101,7 @@ class Kernel:
         self._on_dead = on_dead
         self._gone_listeners: list[Callable[["Kernel"], None]] = []
         self._ask_owner: AskOwner | None = None
+        self._follow_timeout = start_timeout
 
     # -- state ---------------------------------------------------------------
 
@@ -200,8 +201,15 @@ class Kernel:
         Cancelling the returned Deferred does not stop the restart (``shielded``).
         """
         if self._ask_owner is not None:
-            return shielded(self._ask_owner("restart"))
+            # Answered once this replica's own sockets reach the new process too, as the owner's do.
+            return shielded(self._ask_owner("restart").addCallback(lambda _: self.reconnected()))
         return shielded(self.supervisor.restart())
+
+    def reconnected(self) -> defer.Deferred[None]:
+        """A mirror's kernel was restarted by its owner: handshake again, so its iopub is known to flow."""
+        if self._ask_owner is None or self.gone:
+            return defer.succeed(None)
+        return self.supervisor.follow(self.connection_info, self._follow_timeout)
 
     def shutdown(self) -> defer.Deferred[None]:
         """Shut the kernel down and release everything it holds (to the end, even if the caller cancels)."""
@@ -214,6 +222,7 @@ class Kernel:
     def follow(self, connection_info: Mapping[str, Any], ask_owner: AskOwner, timeout: float) -> defer.Deferred[None]:
         """Mirror a kernel another replica supervises: connect and handshake; fires once it answers kernel_info."""
         self._ask_owner = ask_owner
+        self._follow_timeout = timeout
         return self.supervisor.follow(connection_info, timeout)
 
     def take_over(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:

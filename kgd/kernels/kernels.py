@@ -69,8 +69,8 @@ class Peers(Protocol):
     def claim(self, kernel_id: str) -> "defer.Deferred[None]":
         """Hold a kernel slot and the lease of a kernel about to start here; ``KernelLimitReached`` if all slots are taken."""
 
-    def restarting(self, kernel_id: str) -> None:
-        """A kernel supervised here is restarting: its mirrors' clients see it too."""
+    def restart_phase(self, kernel_id: str, phase: str) -> None:
+        """A kernel supervised here is ``"restarting"`` or ``"restarted"``: its mirrors follow."""
 
     def ended(self, kernel_id: str, dead: bool) -> "defer.Deferred[None]":
         """A kernel supervised here ended (or never started): tell the others, free its lease and slot."""
@@ -284,7 +284,7 @@ class Kernels(Service):
             shutdown_wait=self._shutdown_wait,
             on_dead=self._forget,
             on_launched=self._record if self._store is not None else None,
-            on_restarting=self._restarting,
+            on_restart=self._restart_phase,
             started=started,
         )
 
@@ -365,9 +365,9 @@ class Kernels(Service):
 
     # -- replicas --------------------------------------------------------------
 
-    def _restarting(self, kernel: Kernel) -> None:
+    def _restart_phase(self, kernel: Kernel, phase: str) -> None:
         if self._peers is not None and not kernel.mirrored:
-            self._peers.restarting(kernel.kernel_id)
+            self._peers.restart_phase(kernel.kernel_id, phase)
 
     def mirrors(self) -> list[Kernel]:
         """The kernels another replica supervises that this one relays."""

@@ -6,6 +6,7 @@ Published on one channel that every replica subscribes to
     {"v": 1, "kind": "kernel_deleted",    "kernel_id": "...", "origin": "replica-a"}
     {"v": 1, "kind": "kernel_dead",       "kernel_id": "...", "origin": "replica-a", "reason": "..."}
     {"v": 1, "kind": "kernel_restarting", "kernel_id": "...", "origin": "replica-a"}
+    {"v": 1, "kind": "kernel_restarted",  "kernel_id": "...", "origin": "replica-a"}
     {"v": 1, "kind": "request", "kernel_id": "...", "origin": "replica-b",
      "target": "replica-a", "action": "interrupt|restart|shutdown", "request_id": "..."}
     {"v": 1, "kind": "reply",   "kernel_id": "...", "origin": "replica-a",
@@ -29,7 +30,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
 EVENT_VERSION = 1
-BROADCASTS = ("kernel_deleted", "kernel_dead", "kernel_restarting")
+BROADCASTS = ("kernel_deleted", "kernel_dead", "kernel_restarting", "kernel_restarted")
 ACTIONS = ("interrupt", "restart", "shutdown")
 KINDS = BROADCASTS + ("request", "reply")
 

@@ -121,9 +121,9 @@ class Replication(Service):
         if self._max_kernels is not None:
             yield self._store.release_slot(kernel_id)
 
-    def restarting(self, kernel_id: str) -> None:
-        """Show every replica's clients of the kernel ``status: restarting``, as the owner's see it."""
-        self._publish(ReplicaEvent("kernel_restarting", kernel_id, self.replica_id)).addErrback(
+    def restart_phase(self, kernel_id: str, phase: str) -> None:
+        """Tell the other replicas: their clients see ``status: restarting``, and once restarted their mirrors reconnect."""
+        self._publish(ReplicaEvent(f"kernel_{phase}", kernel_id, self.replica_id)).addErrback(
             lambda failure: log.warn("kernel {kernel_id}: restart not announced: {error}", kernel_id=kernel_id, error=failure.getErrorMessage())
         )
 
@@ -210,11 +210,17 @@ class Replication(Service):
                 self._answer(event)
         elif event.kind in ("kernel_deleted", "kernel_dead"):
             self._kernels.unmirror(event.kernel_id, dead=event.kind == "kernel_dead")
-        elif event.kind == "kernel_restarting":
+        elif event.kind in ("kernel_restarting", "kernel_restarted"):
             for kernel in self._kernels.mirrors():
-                if kernel.kernel_id == event.kernel_id:
+                if kernel.kernel_id != event.kernel_id:
+                    continue
+                if event.kind == "kernel_restarting":
                     kernel.activity.execution_state = "restarting"
                     kernel.connection.broadcast_status("restarting")
+                else:
+                    kernel.reconnected().addErrback(
+                        lambda failure: log.warn("mirror not reconnected after a restart: {error}", error=failure.getErrorMessage())
+                    )
 
     def _answer(self, event: ReplicaEvent) -> None:
         assert event.action is not None

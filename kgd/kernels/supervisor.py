@@ -68,8 +68,9 @@ class KernelSupervisor:
     """Launches or adopts one kernel process, restarts it, interrupts and stops it.
 
     ``on_gone(dead)`` is called once, when the kernel was shut down
-    (``dead=False``) or died for good (``dead=True``).  ``on_restarting`` is
-    told when a restart begins, on request or after a death.  ``on_launched`` is
+    (``dead=False``) or died for good (``dead=True``).  ``on_restart`` is
+    told when a restart begins (``"restarting"``) and when the new process
+    answered (``"restarted"``), on request or after a death.  ``on_launched`` is
     told of every process it launches or adopts, before the handshake, so a
     kernel store can record it at once.
     """
@@ -94,7 +95,7 @@ class KernelSupervisor:
         nudge_interval: float = 1.0,
         restart_policy: RestartPolicy | None = None,
         on_launched: Callable[[IRunningKernel], None] | None = None,
-        on_restarting: Callable[[], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
         self.kernel_id = kernel_id
         self.spec_name = spec_name
@@ -113,7 +114,7 @@ class KernelSupervisor:
         self._nudge_interval = nudge_interval
         self._restart_policy = restart_policy or RestartPolicy()
         self._on_launched = on_launched
-        self._on_restarting = on_restarting or (lambda: None)
+        self._on_restart = on_restart or (lambda phase: None)
         self.running: IRunningKernel | None = None
         #: Relaunches of this kernel, on request or after a death, kept across daemons by the kernel store.
         self.restart_count = 0
@@ -242,7 +243,7 @@ class KernelSupervisor:
         if self._restart_policy.should_restart(self._clock.seconds()):
             self._activity.execution_state = "restarting"
             self._connection.broadcast_status("restarting")
-            self._on_restarting()
+            self._on_restart("restarting")
             self.restart_count += 1
             try:
                 yield self._launch(self._connection.connection_info)
@@ -261,6 +262,7 @@ class KernelSupervisor:
                 reason="died",
                 event="kernel_restarted",
             )
+            self._on_restart("restarted")
             return
         self._die("too many restarts")
 
@@ -290,7 +292,7 @@ class KernelSupervisor:
         """Restart under the same id and ports; connected clients stay attached."""
         if self.gone:
             raise KernelGone(self.kernel_id)
-        self._on_restarting()
+        self._on_restart("restarting")
         if self.running is not None:
             yield self._stop_process(self.running, polite=True, restart=True)
         if self.gone:
@@ -311,6 +313,7 @@ class KernelSupervisor:
             reason="request",
             event="kernel_restarted",
         )
+        self._on_restart("restarted")
 
     @defer.inlineCallbacks
     def shutdown(self) -> Any:

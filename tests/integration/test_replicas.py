@@ -25,6 +25,11 @@ TTL = 3.0
 PASSWORD = "s3cret-redis-pw"
 
 
+def answers(ws: ChannelsConnection) -> defer.Deferred[bool]:
+    """True once an execute through ``ws`` is answered, reply and idle status, within 2 s."""
+    return ws.execute("pass", timeout=2).addCallbacks(lambda _: True, lambda failure: failure.trap(defer.TimeoutError) and False)
+
+
 class ReplicasTestCase(unittest.TestCase):
     timeout = 240
 
@@ -111,6 +116,9 @@ class ServingTests(ReplicasTestCase):
 
         status, _, body = yield cluster.clients[others[0]].request("POST", f"/api/kernels/{kernel_id}/restart")
         self.assertEqual(status, 200, body)
+        # The owner and the replica that answered the restart reach the new process when they answer; a third
+        # replica hears of it through Redis a moment later, so its client waits for the kernel as clients do.
+        yield poll_until(lambda: answers(sockets[others[1]]), timeout=30, interval=0.5)
         for ws in sockets:  # every replica's clients stay attached across the restart
             self.assertEqual(stream_text((yield ws.execute("print('x' in dir())"))), "False\n")
 

@@ -182,6 +182,10 @@ class RequestTests(ReplicationTestCase):
         self.assertEqual(len(self.launcher.launches), 2)
         self.assertEqual(self.launcher.launches[1]["connection_info"], fake.connection_info, "same ports: mirrors stay connected")
         self.assertIn(b"restarting", b"".join(statuses), "a third replica's clients see the restart")
+        new_fake = self.launcher.alive()[0]
+        handshakes = {message.header for _, message in new_fake.messages_of("kernel_info_request")}
+        self.assertGreaterEqual(len(handshakes), 3, "the owner and both mirrors checked the new process answers")
+        self.assertEqual(mirror.execution_state, "idle")
         self.assertIn("execute_reply", self.execute(mirror))
 
         deleted = b.kernels.shutdown_kernel(kernel.kernel_id)
