@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
 from tests.clients.gateway_client import run_restart_scenario
-from tests.integration.daemon import REPO_ROOT, Client, Daemon, pid_alive, poll_until
+from tests.integration.daemon import Client, Daemon, pid_alive, poll_until
+from tests.integration.jlab_scenario import run_restart_scenario as run_jlab_scenario, skip_without_jlab
 from tests.integration.ws import connect
-
-
-JLAB_DIR = os.path.join(REPO_ROOT, "tests", "clients", "jlab")
 
 
 def stream_text(messages: list[dict[str, Any]]) -> str:
@@ -221,34 +218,6 @@ class UnusableStoreTests(unittest.TestCase):
             self.assertIn(reason, daemon.log)
 
 
-class _Scenario(protocol.ProcessProtocol):
-    """A Node scenario speaking JSON lines on stdout, told to go on with a line on stdin."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.stderr = b""
-        self.ready: defer.Deferred[dict[str, Any]] = defer.Deferred()
-        self.ended: defer.Deferred[int | None] = defer.Deferred()
-        self._buffer = b""
-
-    def outReceived(self, data: bytes) -> None:
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            message = json.loads(line)
-            self.lines.append(message)
-            if not self.ready.called:
-                self.ready.callback(message)
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr = (self.stderr + data)[-4000:]
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.ready.called:
-            self.ready.errback(AssertionError(f"scenario ended early: {self.stderr.decode(errors='replace')}"))
-        self.ended.callback(getattr(reason.value, "exitCode", None))
-
-
 class RealClientAcrossRestartTests(StoreTestCase):
     def setUp(self) -> None:
         super().setUp()
@@ -290,23 +259,10 @@ class RealClientAcrossRestartTests(StoreTestCase):
     @defer.inlineCallbacks
     def test_jupyterlab_services_keeps_its_kernel_across_a_restart(self) -> None:
         """@jupyterlab/services: its kernel connection survives a kgd restart and the variable is still there."""
-        node = shutil.which("node")
-        if node is None or not os.path.isdir(os.path.join(JLAB_DIR, "node_modules", "@jupyterlab", "services")):
-            raise unittest.SkipTest("node and @jupyterlab/services are needed: run `npm ci` in tests/clients/jlab")
+        skip_without_jlab()
         first = yield self.start()
-        scenario = _Scenario()
-        env = {"PATH": os.environ.get("PATH", ""), "KGD_URL": first.url, "KGD_TOKEN": ""}
-        process = reactor.spawnProcess(scenario, node, [node, "restart_scenario.mjs"], env=env, path=JLAB_DIR)
-        self.addCleanup(lambda: scenario.ended.called or process.signalProcess("KILL"))
-        ready = yield scenario.ready
-        self.assertEqual(ready.get("phase"), "ready", ready)
-        second = yield self.restart(first)
-        process.writeToChild(0, b"go\n")
-        code = yield scenario.ended
-        self.assertEqual(code, 0, f"{scenario.lines}\n{scenario.stderr.decode(errors='replace')}")
-        out = scenario.lines[-1]
-        self.assertEqual(out["kernel_id"], ready["kernel_id"])
-        self.assertEqual(out["after_restart"], {"status": "ok", "stream": "42\n"})
+        restarted: list[Daemon] = []
+        out = yield run_jlab_scenario(self, first.url, lambda ready: self.restart(first).addCallback(restarted.append))
         self.assertIn("connecting", out["connection_statuses"], "the library saw the 1012 close and reconnected")
         self.assertEqual(out["connection_statuses"][-1], "connected")
-        yield second.stop()
+        yield restarted[0].stop()

@@ -18,10 +18,10 @@ from twisted.internet import defer, reactor, threads, utils
 from twisted.trial import unittest
 
 from tests.clients.gateway_client import run_gateway_client_scenario
-from tests.integration.daemon import REPO_ROOT, Client, Daemon
+from tests.integration.daemon import Client, Daemon
+from tests.integration.jlab_scenario import JLAB_DIR, skip_without_jlab
 
 TOKEN = "real-client-s3cret"
-JLAB_DIR = os.path.join(REPO_ROOT, "tests", "clients", "jlab")
 
 
 class RealClientTests(unittest.TestCase):
@@ -60,11 +60,8 @@ class RealClientTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_jupyterlab_services(self) -> None:
         """@jupyterlab/services: v1 subprotocol, token in the WebSocket URL, stdin, restart with reconnect, shutdown."""
+        skip_without_jlab()
         node = shutil.which("node")
-        if node is None:
-            raise unittest.SkipTest("node is not installed (Node >= 20 runs tests/clients/jlab/scenario.mjs)")
-        if not os.path.isdir(os.path.join(JLAB_DIR, "node_modules", "@jupyterlab", "services")):
-            raise unittest.SkipTest("@jupyterlab/services is not installed: run `npm ci` in tests/clients/jlab")
         env = {"PATH": os.environ.get("PATH", ""), "KGD_URL": self.daemon.url, "KGD_TOKEN": TOKEN}
         stdout, stderr, code = yield utils.getProcessOutputAndValue(
             node, ["scenario.mjs"], env=env, path=JLAB_DIR, reactor=reactor

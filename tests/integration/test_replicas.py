@@ -9,7 +9,6 @@ different replicas.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
@@ -18,7 +17,8 @@ from twisted.trial import unittest
 from tests.clients.gateway_client import run_restart_scenario
 from tests.integration.daemon import pid_alive, poll_until
 from tests.integration.replicas import Cluster, missing
-from tests.integration.test_kernel_store import JLAB_DIR, _Scenario, stream_text
+from tests.integration.jlab_scenario import run_restart_scenario as run_jlab_scenario, skip_without_jlab
+from tests.integration.test_kernel_store import stream_text
 from tests.integration.ws import ChannelsConnection, connect
 
 TTL = 3.0
@@ -241,24 +241,9 @@ class FailoverTests(ReplicasTestCase):
     @defer.inlineCallbacks
     def test_jupyterlab_services_keeps_its_kernel_when_a_replica_dies(self) -> None:
         """@jupyterlab/services through HAProxy: the owner is SIGKILLed; the library reconnects and the variable is there."""
-        node = shutil.which("node")
-        if node is None or not os.path.isdir(os.path.join(JLAB_DIR, "node_modules", "@jupyterlab", "services")):
-            raise unittest.SkipTest("node and @jupyterlab/services are needed: run `npm ci` in tests/clients/jlab")
+        skip_without_jlab()
         cluster = yield self.cluster(replicas=2)
-        scenario = _Scenario()
-        env = {"PATH": os.environ.get("PATH", ""), "KGD_URL": cluster.lb_url, "KGD_TOKEN": ""}
-        process = reactor.spawnProcess(scenario, node, [node, "restart_scenario.mjs"], env=env, path=JLAB_DIR)
-        self.addCleanup(lambda: scenario.ended.called or process.signalProcess("KILL"))
-        ready = yield scenario.ready
-        self.assertEqual(ready.get("phase"), "ready", ready)
-        owner = yield cluster.owner(ready["kernel_id"])
-        yield cluster.kill(owner)
-        process.writeToChild(0, b"go\n")
-        code = yield scenario.ended
-        self.assertEqual(code, 0, f"{scenario.lines}\n{scenario.stderr.decode(errors='replace')}")
-        out = scenario.lines[-1]
-        self.assertEqual(out["kernel_id"], ready["kernel_id"])
-        self.assertEqual(out["after_restart"], {"status": "ok", "stream": "42\n"})
+        yield run_jlab_scenario(self, cluster.lb_url, lambda ready: cluster.owner(ready["kernel_id"]).addCallback(cluster.kill))
 
 
 class StoreOutageTests(ReplicasTestCase):
