@@ -7,18 +7,17 @@ decoding is independent of kgd's codec.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
 import struct
-import tempfile
 import uuid
 from typing import Any
 
 from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 
+from tests.integration import fifo_gate
 from tests.integration.daemon import Client, Daemon, poll_until
 from tests.integration.ws import (
     V1,
@@ -72,19 +71,6 @@ def stdout(messages: list[Message]) -> str:
 def replies(messages: list[Message], channel: str = "shell") -> list[Message]:
     """The replies among ``messages`` on ``channel``."""
     return [m for m in messages if m["channel"] == channel]
-
-
-def release(gate: str) -> bool:
-    """Open and close the write end of a FIFO a cell reads, ending its read; False until the cell has it open.
-
-    ``execute_input`` is published before the cell runs, so the reader may not be there yet (ENXIO)."""
-    try:
-        os.close(os.open(gate, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError as error:
-        if error.errno != errno.ENXIO:
-            raise
-        return False
-    return True
 
 
 def upgrade_headers(**extra: str) -> dict[str, str]:
@@ -306,16 +292,14 @@ class ConnectionsTests(ChannelsTestCase):
     @defer.inlineCallbacks
     def gated_cell_while_away(self, kernel_id: str, ws: ChannelsConnection) -> Any:
         """Run a cell that prints only after the client left; fires with its request once the kernel is idle."""
-        gate = os.path.join(tempfile.mkdtemp(), "gate")
-        os.mkfifo(gate)
-        self.addCleanup(os.unlink, gate)
+        gate = fifo_gate.gate(self)
         # The cell blocks reading the FIFO until the test opens and closes its other end.
         cell = execute_request(f"open({gate!r}).read()\nfor i in range(4):\n    print('tick', i, flush=True)\n")
         ws.send(cell)
         yield ws.wait_for(of_type("execute_input", "iopub"))
         yield ws.close()
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["connections"] == 0))
-        yield poll_until(lambda: release(gate))
+        yield poll_until(lambda: fifo_gate.release(gate))
         yield poll_until(lambda: self.model(kernel_id).addCallback(lambda m: m["execution_state"] == "idle"))
         return cell
 

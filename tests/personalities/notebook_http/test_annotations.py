@@ -545,7 +545,7 @@ class ResourceNotebookTests(SynchronousTestCase):
             ("GET", "/hello"), ("GET", "/hello/person"), ("GET", "/hello/persons"),
             ("GET", "/hello/people"), ("GET", "/hello/x"), ("GET", "/message"),
             ("PUT", "/message"), ("GET", "/people"), ("POST", "/people"), ("PUT", "/people"),
-            ("DELETE", "/people/2"), ("GET", "/error"), ("GET", "/stderr"), ("GET", "/sleep/1"),
+            ("DELETE", "/people/2"), ("GET", "/error"), ("GET", "/stderr"), ("GET", "/hold"),
             ("GET", "/execute_result"), ("GET", "/content-type"), ("GET", "/multi"),
             ("GET", "/env_kernel_gateway"), ("GET", "/input"), ("GET", "/die"),
         }  # fmt: skip

@@ -15,12 +15,14 @@ import json
 import os
 import sys
 from typing import Any, Mapping
+from urllib.parse import quote
 
 import treq
 from twisted.internet import defer, reactor, utils
 from twisted.trial.unittest import TestCase
 
 from tests.integration.daemon import REPO_ROOT, RESOURCES, TWISTD, Daemon, poll_until
+from tests.integration.fifo_gate import gate, release
 from tests.responses import Response
 
 TOKEN = "notebook-secret"
@@ -46,6 +48,17 @@ def fetch(
 
 def notebook(name: str) -> str:
     return os.path.join(RESOURCES, name)
+
+
+def hold(path: str) -> str:
+    """kernel_api.ipynb's endpoint that keeps its kernel busy until the FIFO at ``path`` is released."""
+    return f"/hold?gate={quote(path)}"
+
+
+def released(path: str, until: defer.Deferred[Any]) -> defer.Deferred[Any]:
+    """Release the cells waiting on ``path`` (those that open it later too) until ``until`` has fired; fire with its
+    result (which ``until`` then no longer carries)."""
+    return poll_until(lambda: (release(path), until.called)[1]).addCallback(lambda _: until)
 
 
 @defer.inlineCallbacks
@@ -147,12 +160,14 @@ class KernelApiTests(TestCase):
         """An unknown path is a JSON 404; a wrong method a 405 with Allow, at once even while the only kernel is busy."""
         missing = yield self.get("/not/an/endpoint")
         self.assertEqual((missing.status, missing.json()["reason"]), (404, "Not Found"))
-        slow = self.get("/sleep/1.5")
-        not_allowed = yield self.get("/message", method="DELETE")
-        self.assertFalse(slow.called, "the 405 waited for the busy kernel")
+        busy = gate(self)
+        slow = self.get(hold(busy))
+        not_allowed = yield self.get("/message", method="DELETE")  # the kernel stays busy until released below
+        self.assertFalse(slow.called)
         self.assertEqual((not_allowed.status, not_allowed.header("Allow")), (405, "GET, PUT"))
         self.assertEqual(not_allowed.json()["reason"], "Method Not Allowed")
-        self.assertEqual((yield slow).status, 200)
+        answer = yield released(busy, slow)
+        self.assertEqual((answer.status, answer.body), (200, b"released\n"))
 
     @defer.inlineCallbacks
     def test_token(self) -> Any:
@@ -203,7 +218,7 @@ class KernelApiTests(TestCase):
         asked = yield self.get("/input")
         self.assertEqual(asked.status, 500)
         self.assertIn(b"StdinNotImplementedError", asked.body)
-        timed_out = yield self.get("/sleep/60")
+        timed_out = yield self.get(hold(gate(self)))  # never released
         self.assertEqual(timed_out.status, 504)
         self.assertEqual(timed_out.json()["reason"], "Gateway Timeout")
         self.assertEqual((yield self.get("/hello")).body, b"hola world\n")  # interrupted, state kept
@@ -233,16 +248,19 @@ class PoolTests(TestCase):
             bodies.append((yield fetch(daemon, "GET", "/message")).body)
         self.assertEqual(bodies, [b"hello {}\n", b"hello {}\n", b"hola {}\n"])
 
-        slow = fetch(daemon, "GET", "/sleep/3")
-        fast = yield fetch(daemon, "GET", "/sleep/0.2")
+        slow_gate, fast_gate = gate(self), gate(self)
+        slow = fetch(daemon, "GET", hold(slow_gate))
+        fast = yield released(fast_gate, fetch(daemon, "GET", hold(fast_gate)))
         self.assertEqual(fast.status, 200)
-        self.assertFalse(slow.called, "a request waited for another kernel's slow request")
-        self.assertEqual((yield slow).status, 200)
+        self.assertFalse(slow.called, "a request waited for another kernel's busy one")
+        self.assertEqual((yield released(slow_gate, slow)).status, 200)
 
-        many = yield defer.gatherResults([fetch(daemon, "GET", "/sleep/0.3") for _ in range(7)])
+        # Seven requests for three kernels, each busy until released: the rest queue, and all are answered.
+        shared = gate(self)
+        many = yield released(shared, defer.gatherResults([fetch(daemon, "GET", hold(shared)) for _ in range(7)]))
         self.assertEqual([r.status for r in many], [200] * 7)
 
-        in_flight = fetch(daemon, "GET", "/sleep/60")
+        in_flight = fetch(daemon, "GET", hold(gate(self)))  # never released
         self.assertEqual((yield fetch(daemon, "GET", "/hello")).status, 200)
         yield daemon.stop(timeout=15)
         self.assertEqual(daemon.exit_code, 0)
