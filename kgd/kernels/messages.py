@@ -232,6 +232,10 @@ class RawMessage:
         """msg_type of the request this message answers, or "" if none."""
         return self._parent()[1]
 
+    def forget_derived(self) -> None:
+        """Drop what ``derived`` made: a frame shared by one fan-out must not stay with a message kept for later."""
+        object.__setattr__(self, "_derived", None)
+
     def derived(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, made once per message and ``key``.
 

@@ -305,6 +305,9 @@ class KernelSessions:
             return
         for session in list(self._sessions.values()):
             session.deliver("iopub", message)
+        # The frame its connections shared (``RawMessage.derived``) is written or held by them now;
+        # a disconnected session's buffer keeps the message, and must not keep that copy with it.
+        message.forget_derived()
 
     def _kernel_gone(self, kernel: Kernel) -> None:
         if self._died:

@@ -67,7 +67,7 @@ from twisted.web.resource import IResource
 
 from kgd.kernels import messages
 from kgd.kernels.kernel import Kernel, KernelGone
-from kgd.kernels.messages import Part, RawMessage
+from kgd.kernels.messages import RawMessage
 from kgd.metrics import Metrics
 from kgd.personalities.jupyter_websocket.jupyter_websocket_settings import JupyterWebsocketSettings
 from kgd.personalities.jupyter_websocket.session_buffer import BufferLimits
@@ -153,7 +153,7 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self._session_id: str | None = None
         self._session: ChannelSession | None = None
         self._v1 = False
-        self._backlog: list[list[Part]] | None = None  # frames held while the client is not reading
+        self._backlog: list[bytes] | None = None  # frames held while the client is not reading
         self._backlog_bytes = 0
 
     def bind(self, channels: "Channels", kernel: Kernel, session_id: str | None) -> None:
@@ -211,15 +211,15 @@ class ChannelsProtocol(WebSocketServerProtocol):
         """
         backlog, self._backlog = self._backlog, None
         self._backlog_bytes = 0
-        for index, pieces in enumerate(backlog or ()):
+        for index, frame in enumerate(backlog or ()):
             if self.state != _OPEN:
                 return
-            self._write(pieces)
+            self.transport.write(frame)
             if self._backlog is not None:  # paused again
                 assert backlog is not None
                 rest = backlog[index + 1 :]
                 self._backlog[:0] = rest
-                self._backlog_bytes += sum(len(piece) for frame in rest for piece in frame)
+                self._backlog_bytes += sum(map(len, rest))
                 return
 
     def stopProducing(self) -> None:
@@ -302,16 +302,15 @@ class ChannelsProtocol(WebSocketServerProtocol):
 
         Not Autobahn's ``sendMessage``: its size limit is for what clients
         send, not for a kernel's output, and it copies the payload into its
-        frame.  Here the frame header and the codec's pieces (the kernel's
-        own parts, views of ZeroMQ's message, between a little JSON glue)
-        are joined once, when written (see ``_write``).  No extension is
-        negotiated, so a message is one final unmasked frame.
+        frame.  Here the frame is made once per message and format and
+        shared by every connection it goes to (``encode_frame``).  No
+        extension is negotiated, so a message is one final unmasked frame.
         """
         if self.state != _OPEN:
             return
         v1 = self._v1
         try:
-            pieces, size = message.derived(("ws", channel, v1), lambda: encode_frame(channel, message, v1))
+            frame, size = message.derived(("ws", channel, v1), lambda: encode_frame(channel, message, v1))
         except messages.MalformedMessage as error:
             self._log.warn(
                 "channels: kernel {kernel_id}: {msg_type} message not sent: {error}",
@@ -321,36 +320,28 @@ class ChannelsProtocol(WebSocketServerProtocol):
             )
             return
         self._relayed(channel, "out", size)
-        self._send_or_hold(pieces)
+        self._send_or_hold(frame)
 
     def onPing(self, payload: bytes) -> None:
         """Answer a ping in turn with kernel output: a client that pings and never reads is bounded alike."""
         if self.state == _OPEN:
-            self._send_or_hold([frame_header(OPCODE_PONG, len(payload)), payload])
+            self._send_or_hold(frame_header(OPCODE_PONG, len(payload)) + payload)
 
-    def _send_or_hold(self, pieces: list[Part]) -> None:
-        """Write a frame, or hold it while the client is not reading; past the bound, close (1008)."""
+    def _send_or_hold(self, frame: bytes) -> None:
+        """Write a frame, or hold it while the client is not reading; past the bound, close (1008).
+
+        The transport sends a single bytes object in its empty buffer as it
+        is, without joining it again."""
         if self._backlog is None:
-            self._write(pieces)
+            self.transport.write(frame)
             return
-        self._backlog.append(pieces)
-        self._backlog_bytes += sum(map(len, pieces))
+        self._backlog.append(frame)
+        self._backlog_bytes += len(frame)
         limit = self._channels.settings.max_client_backlog if self._channels is not None else 0
         if self._backlog_bytes > limit:
             # Its session keeps what follows (within its own bounds) for a reconnect.
             self._backlog = None
             self._refuse(CLOSE_POLICY_VIOLATION, f"client not reading: over {limit} bytes of output held")
-
-    def _write(self, pieces: list[Part]) -> None:
-        """Hand one frame to the transport as one bytes object: the only copy of a kernel's output in kgd.
-
-        The transport takes bytes only, and joins whatever it holds before
-        sending; one object written into its empty buffer is sent as it is.
-        Writing the pieces instead (``writeSequence``) would have it copy a
-        large output into that join after ZeroMQ's frame was copied into
-        bytes: two copies of every byte where one must be.
-        """
-        self.transport.write(b"".join(pieces))
 
     def _relayed(self, channel: str, direction: str, nbytes: int) -> None:
         if self._channels is not None:
@@ -382,18 +373,20 @@ class ChannelsProtocol(WebSocketServerProtocol):
         self.end(code, reason)
 
 
-def encode_frame(channel: str, message: RawMessage, v1: bool) -> tuple[list[Part], int]:
-    """One WebSocket frame of ``message`` (v1 binary or legacy JSON) as pieces, and its payload size.
+def encode_frame(channel: str, message: RawMessage, v1: bool) -> tuple[bytes, int]:
+    """One WebSocket frame of ``message`` (v1 binary or legacy JSON), and its payload size.
 
     Made once per message and format (``RawMessage.derived``) and shared by
-    every connection it goes to, so nothing here may be changed afterwards.
+    every connection it goes to: the codec's pieces (the kernel's own parts,
+    views of ZeroMQ's message for large ones, between a little JSON glue)
+    joined once, the only copy of a kernel's output in kgd.
     """
     if v1:
         pieces, binary = messages.to_ws_v1_pieces(channel, message), True
     else:
         pieces, binary = messages.to_ws_legacy_pieces(channel, message)
     size = sum(map(len, pieces))
-    return [frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size), *pieces], size
+    return b"".join([frame_header(OPCODE_BINARY if binary else OPCODE_TEXT, size), *pieces]), size
 
 
 def frame_header(opcode: int, size: int) -> bytes:

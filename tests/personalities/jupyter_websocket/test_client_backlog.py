@@ -36,9 +36,11 @@ class FlowControlledTransport(StringTransport):
         self.limit = limit
         self.peak = 0
         self.paused = False
+        self.writes: list[bytes] = []
 
     def write(self, data: bytes) -> None:
         super().write(data)
+        self.writes.append(data)
         self._buffered()
 
     def writeSequence(self, data: Any) -> None:
@@ -92,18 +94,23 @@ class SlowReaderTests(SynchronousTestCase):
         kernels.startService()
         started = kernels.start_kernel()
         self.clock.advance(0)
-        kernel = self.successResultOf(started)
+        self.kernel = self.successResultOf(started)
         self.process = machine.launcher.alive()[0]
-        channels = Channels(self.clock, ChannelsSettings(ping_interval=0, max_client_backlog=10 * 1024**2))
-        protocol = channels.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
-        protocol.bind(channels, kernel, "slow")
-        self.transport = FlowControlledTransport(limit=3 * PIECE)
-        protocol.makeConnection(self.transport)
+        self.channels = Channels(self.clock, ChannelsSettings(ping_interval=0, max_client_backlog=10 * 1024**2))
+        self.transport = self.connect("slow")
+
+    def connect(self, session: str) -> FlowControlledTransport:
+        """A real channels WebSocket of the kernel, upgraded and past its connect's nudge; its transport."""
+        protocol = self.channels.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        protocol.bind(self.channels, self.kernel, session)
+        transport = FlowControlledTransport(limit=3 * PIECE)
+        protocol.makeConnection(transport)
         protocol.dataReceived(UPGRADE)
         self.clock.advance(0)
-        self.assertIn(b" 101 ", self.transport.drain().split(b"\r\n", 1)[0])
+        self.assertIn(b" 101 ", transport.drain().split(b"\r\n", 1)[0])
         self.clock.advance(1)  # the connect's nudge and its status, read at once
-        self.transport.drain()
+        transport.drain()
+        return transport
 
     def print(self, count: int) -> None:
         for n in range(count):
@@ -128,3 +135,34 @@ class SlowReaderTests(SynchronousTestCase):
         opcode, last = opcodes_and_frames(self.transport.drain())[-1]
         self.assertEqual((opcode, struct.unpack("!H", last[:2])[0]), (0x8, 1008))
         self.assertIn(b"client not reading", last)
+
+    def test_output_is_framed_once_for_all_connections(self) -> None:
+        """Two connections of a kernel are written the same frame object: a message is encoded (and its output
+        copied) once, whatever the number of connections."""
+        other = self.connect("other")
+        self.print(1)
+        self.assertEqual(frames(self.transport.value()), frames(other.value()))
+        self.assertIs(self.transport.writes[-1], other.writes[-1])
+
+    def test_a_buffered_message_does_not_keep_the_frame_made_for_live_connections(self) -> None:
+        """A session away while another one is connected buffers the message alone, not a second copy as a frame."""
+        sessions = self.channels.sessions(self.kernel)
+        connection = Gone()
+        away = sessions.connect(connection, "away")
+        sessions.disconnect(away, connection)
+        self.print(1)
+        assert away.buffer is not None
+        (kept,) = [entry for entry in away.buffer.drain() if entry.message.msg_type == "stream"]
+        # The key ChannelsProtocol.send_message caches a legacy iopub frame under: nothing cached is left.
+        self.assertEqual(kept.message.derived(("ws", "iopub", False), lambda: "made again"), "made again")
+        self.assertEqual(len(frames(self.transport.value())), 1, "the live connection got its frame")
+
+
+class Gone:
+    """A connection (``channel_sessions.Connection``) that is about to close."""
+
+    def deliver(self, channel: str, message: Any) -> None:
+        pass
+
+    def end(self, code: int, reason: str) -> None:
+        pass
