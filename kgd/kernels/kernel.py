@@ -216,7 +216,10 @@ class Kernel:
         return shielded(self.supervisor.shutdown())
 
     def adopt(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:
-        """Take over ``running``, a process an earlier daemon left; fires once it answers kernel_info."""
+        """Supervise ``running``, a process an earlier daemon or another replica left; fires once it answers kernel_info.
+
+        A mirror becomes the supervised kernel in place: its clients stay attached."""
+        self._ask_owner = None
         return self.supervisor.adopt(running, timeout)
 
     def follow(self, connection_info: Mapping[str, Any], ask_owner: AskOwner, timeout: float) -> defer.Deferred[None]:
@@ -224,11 +227,6 @@ class Kernel:
         self._ask_owner = ask_owner
         self._follow_timeout = timeout
         return self.supervisor.follow(connection_info, timeout)
-
-    def take_over(self, running: IRunningKernel, timeout: float) -> defer.Deferred[None]:
-        """Supervise a mirrored kernel from now on (its owner is gone); its clients stay attached."""
-        self._ask_owner = None
-        return self.supervisor.adopt(running, timeout)
 
     def relinquish(self, ask_owner: AskOwner) -> None:
         """Stop supervising (another replica may own it now) and go on relaying as a mirror: clients stay attached."""

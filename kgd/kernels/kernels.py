@@ -441,33 +441,7 @@ class Kernels(Service):
         kernel = self._kernels.get(record.kernel_id)
         if kernel is not None and not kernel.mirrored:
             return kernel  # supervised here already
-        if kernel is None:
-            return (yield self._adopt(record, foreign=OnAnotherHost))
-        assert self._adopt_process is not None
-        try:
-            running = yield self._adopt_process(record, kernel.spec)
-        except OnAnotherHost:
-            raise
-        except Exception as error:  # CannotAdopt: it ended with its owner
-            self.unmirror(record.kernel_id, dead=True)
-            yield self._lose(record, str(error))
-            return None
-        kernel.supervisor.restart_count = record.restart_count
-        try:
-            yield kernel.take_over(running, self._adopt_timeout)
-        except Exception as error:
-            self._kernels.pop(record.kernel_id, None)
-            yield kernel.shutdown()
-            yield self._lose(record, str(error))
-            return None
-        log.info(
-            "kernel {kernel_id} ({spec_name}) adopted, pid {pid}",
-            kernel_id=record.kernel_id, spec_name=record.spec_name, pid=running.pid, event="kernel_adopted",
-        )
-        if record.role != USER:
-            yield self._shutdown(kernel)  # a pool's kernel: that pool, on its replica, is gone
-            return None
-        return kernel
+        return (yield self._adopt(record, foreign=OnAnotherHost, mirror=kernel))
 
     def stopService(self) -> defer.Deferred[Any]:
         """Shut every kernel down (or, detaching, leave the users' running), starting ones included.
@@ -602,10 +576,14 @@ class Kernels(Service):
         )
 
     @defer.inlineCallbacks
-    def _adopt(self, record: KernelRecord, foreign: type[Exception] | tuple[()] = ()) -> Any:
+    def _adopt(
+        self, record: KernelRecord, foreign: type[Exception] | tuple[()] = (), mirror: Kernel | None = None
+    ) -> Any:
         """Take over the kernel ``record`` describes; fire with it, or None if it was lost.
 
-        An error of the ``foreign`` type is raised rather than counted as a loss.
+        An error of the ``foreign`` type is raised rather than counted as a
+        loss.  A ``mirror`` of the kernel becomes the supervised one, its
+        clients attached; otherwise a new ``Kernel`` is made.
         """
         assert self._adopt_process is not None
         try:
@@ -618,11 +596,14 @@ class Kernels(Service):
             running = yield self._adopt_process(record, spec)
         except foreign:
             raise
-        except Exception as error:  # CannotAdopt
+        except Exception as error:  # CannotAdopt: for a mirror, it ended with its owner
+            self.unmirror(record.kernel_id, dead=True)
             yield self._lose(record, str(error))
             return None
-        kernel = self._make_kernel(record.kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
-        kernel.activity.restore(record.last_activity)
+        kernel = mirror
+        if kernel is None:
+            kernel = self._make_kernel(record.kernel_id, record.spec_name, spec, record.env, record.cwd, record.started)
+            kernel.activity.restore(record.last_activity)
         kernel.supervisor.restart_count = record.restart_count
         self._roles[kernel.kernel_id] = record.role
         # Listed while it is checked, as it was before the restart: clients reconnect at once.

@@ -10,12 +10,12 @@ has passed since the last renewal was sent, another replica may already
 have taken the kernel over, so supervising on would mean two supervisors.
 
 Takeover is ``acquire`` on a kernel whose lease is free; the table grants it
-to exactly one contender.  The clock is passed in; no I/O here.
+to exactly one contender (``kgd.kernels.replication`` does it).  The clock is passed in; no I/O here.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
@@ -73,21 +73,6 @@ class LeaseKeeper:
             won = yield self._table.renew(kernel_id, self._owner, self._ttl)
         if won:
             self._valid_until[kernel_id] = sent + self._ttl
-        return won
-
-    @defer.inlineCallbacks
-    def take_over(self, kernel_ids: Iterable[str]) -> defer.Deferred[list[str]]:
-        """Try to take each kernel over; fire with the ids this replica won (free leases only)."""
-        won = []
-        for kernel_id in kernel_ids:
-            if kernel_id in self._valid_until:
-                continue
-            if (yield self.acquire(kernel_id)):
-                log.info(
-                    "took kernel {kernel_id} over as {owner}",
-                    kernel_id=kernel_id, owner=self._owner, event="kernel_taken_over",
-                )
-                won.append(kernel_id)
         return won
 
     def release(self, kernel_id: str) -> defer.Deferred[None]:

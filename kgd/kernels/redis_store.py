@@ -233,10 +233,6 @@ class RedisKernelStore:
         """The ids holding a slot (a replica that died while starting one leaves it behind)."""
         return self._call("smembers", f"{self._prefix}slots").addCallback(sorted)
 
-    def slots_in_use(self) -> defer.Deferred[int]:
-        """How many kernels, started or starting, hold a slot across all replicas."""
-        return self._call("scard", f"{self._prefix}slots").addCallback(int)
-
     # sessions
 
     def session_table(self) -> RedisSessionTable:
