@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from kgd.interfaces import IKernelLauncher, IKernelStore, IRunningKernel, IZmqSockets
+from kgd.kernels.in_flight import InFlight
 from kgd.kernels.kernel import AskOwner, Kernel, KernelStartError
 from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
 from kgd.kernels.shielded import shielded
@@ -155,7 +156,7 @@ class Kernels(Service):
         self._activity_writer = task.LoopingCall(self._record_activity)
         self._activity_writer.clock = clock
         self._peers: Peers | None = None
-        self._mirroring: dict[str, list[defer.Deferred[Kernel]]] = {}
+        self._mirroring: InFlight[Kernel] = InFlight()
 
     def replicate_with(self, peers: Peers) -> None:
         """Share the store with other replicas: claim kernels before starting them, mirror theirs, take dead owners' over."""
@@ -189,7 +190,7 @@ class Kernels(Service):
 
     def known(self, kernel_id: str) -> bool:
         """True if this replica runs, mirrors, starts or stops a kernel of this id."""
-        return any(kernel_id in kernels for kernels in (self._kernels, self._starting, self._stopping, self._mirroring))
+        return any(kernel_id in kernels for kernels in (self._kernels, self._starting, self._stopping)) or kernel_id in self._mirroring
 
     def role(self, kernel_or_id: Kernel | str) -> str:
         """Who owns the kernel: ``USER`` or the role a pool started it under."""
@@ -378,19 +379,7 @@ class Kernels(Service):
         kernel_id = record.kernel_id
         if kernel_id in self._kernels:
             return defer.succeed(self._kernels[kernel_id])
-        waiter: defer.Deferred[Kernel] = defer.Deferred()
-        if kernel_id in self._mirroring:
-            self._mirroring[kernel_id].append(waiter)
-            return waiter
-        self._mirroring[kernel_id] = [waiter]
-
-        def settle(result: Any) -> None:
-            for each in self._mirroring.pop(kernel_id, []):
-                if not each.called:  # a waiter whose client left was cancelled
-                    each.callback(result)  # a Failure errbacks it
-
-        self._follow(record, ask_owner).addBoth(settle)
-        return waiter
+        return self._mirroring.run(kernel_id, lambda: self._follow(record, ask_owner))
 
     @defer.inlineCallbacks
     def _follow(self, record: KernelRecord, ask_owner: AskOwner) -> Any:

@@ -38,7 +38,7 @@ from kgd.kernels.kernel import Kernel
 from kgd.kernels.kernels import KernelLimitReached, Kernels, UnknownKernel
 from kgd.kernels.leases import LeaseKeeper
 from kgd.kernels.records import KernelRecord, OnAnotherHost, StoreUnavailable
-from kgd.kernels.shielded import shielded
+from kgd.kernels.in_flight import InFlight
 from kgd.kernels.replica_events import NoReply, PendingRequests, ReplicaEvent, encode_event, reply, request
 from kgd.readiness import Readiness
 
@@ -84,9 +84,9 @@ class Replication(Service):
         self._readiness = readiness
         self._max_kernels = max_kernels
         self._pending = PendingRequests(replica_id, clock, lease_ttl + 1 if request_timeout is None else request_timeout)
-        self._refreshing: list[defer.Deferred[None]] | None = None
+        self._refreshing: InFlight[None] = InFlight()
         self._declined: set[str] = set()  # kernels of another host, said once
-        self._taking_over: dict[str, list[defer.Deferred[Kernel | None]]] = {}
+        self._taking_over: InFlight[Kernel | None] = InFlight()
         self._loop = task.LoopingCall(self._reconcile_quietly)
         self._loop.clock = clock
         self._interval = lease_ttl / 3
@@ -135,7 +135,7 @@ class Replication(Service):
     def find(self, kernel_id: str) -> Any:
         """Mirror (or, if nobody supervises it, take over) the kernel of that id from its record."""
         if kernel_id in self._taking_over:
-            return (yield self._joined(self._taking_over[kernel_id]))
+            return (yield self._taking_over.wait(kernel_id))
         if kernel_id in self._keeper.held:
             raise UnknownKernel(kernel_id)  # still starting here: listed once it answers
         record = yield self._store.get(kernel_id)
@@ -150,20 +150,7 @@ class Replication(Service):
 
     def refresh(self) -> defer.Deferred[None]:
         """Reconcile with the store and mirror every kernel this replica does not have; callers at the same time share one pass."""
-        waiter: defer.Deferred[None] = defer.Deferred()
-        if self._refreshing is not None:
-            self._refreshing.append(waiter)
-            return waiter
-        self._refreshing = [waiter]
-
-        def settle(result: Any) -> None:
-            waiters, self._refreshing = self._refreshing or [], None
-            for each in waiters:
-                if not each.called:
-                    each.callback(result)  # a Failure errbacks it
-
-        self._reconcile(mirror=True).addBoth(settle)
-        return waiter
+        return self._refreshing.run("refresh", lambda: self._reconcile(mirror=True))
 
     @defer.inlineCallbacks
     def ask(self, kernel_id: str, action: str) -> Any:
@@ -302,26 +289,7 @@ class Replication(Service):
         """Supervise ``record``'s kernel if its lease is free and this replica can adopt it; fire with it, or None.
 
         One takeover per kernel at a time: a request for the kernel meanwhile waits for it (``find``)."""
-        kernel_id = record.kernel_id
-        if kernel_id in self._taking_over:
-            return self._joined(self._taking_over[kernel_id])
-        waiters: list[defer.Deferred[Kernel | None]] = []
-        self._taking_over[kernel_id] = waiters
-
-        def settle(result: Any) -> Any:
-            del self._taking_over[kernel_id]
-            for waiter in waiters:
-                if not waiter.called:
-                    waiter.callback(result)  # a Failure errbacks it
-            return result
-
-        return shielded(self._adopt_if_free(record).addBoth(settle))
-
-    @staticmethod
-    def _joined(waiters: list[defer.Deferred[Any]]) -> defer.Deferred[Any]:
-        waiter: defer.Deferred[Any] = defer.Deferred()
-        waiters.append(waiter)
-        return waiter
+        return self._taking_over.run(record.kernel_id, lambda: self._adopt_if_free(record))
 
     @defer.inlineCallbacks
     def _adopt_if_free(self, record: KernelRecord) -> Any:
